@@ -1,0 +1,173 @@
+#include "stepflow/runtime/json.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <boost/json/stream_parser.hpp>
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+
+namespace stepflow {
+
+namespace {
+
+void line_col(std::string_view text, size_t offset, size_t& line, size_t& col) {
+  line = 1;
+  col = 1;
+  for (size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+}
+
+void pretty(std::string& out, const json::value& v, int indent) {
+  auto pad = [&](int n) { out.append(static_cast<size_t>(n) * 2, ' '); };
+  switch (v.kind()) {
+    case json::kind::object: {
+      const auto& o = v.get_object();
+      if (o.empty()) {
+        out += "{}";
+        return;
+      }
+      out += "{\n";
+      bool first = true;
+      for (const auto& kv : o) {
+        if (!first)
+          out += ",\n";
+        first = false;
+        pad(indent + 1);
+        out += json::serialize(json::string_view{kv.key()});
+        out += ": ";
+        pretty(out, kv.value(), indent + 1);
+      }
+      out += "\n";
+      pad(indent);
+      out += "}";
+      return;
+    }
+    case json::kind::array: {
+      const auto& a = v.get_array();
+      if (a.empty()) {
+        out += "[]";
+        return;
+      }
+      out += "[\n";
+      bool first = true;
+      for (const auto& e : a) {
+        if (!first)
+          out += ",\n";
+        first = false;
+        pad(indent + 1);
+        pretty(out, e, indent + 1);
+      }
+      out += "\n";
+      pad(indent);
+      out += "]";
+      return;
+    }
+    default:
+      out += json::serialize(v);
+  }
+}
+
+} // namespace
+
+caf::expected<json::value> parse_json(std::string_view text, std::string_view source) {
+  json::parse_options opts;
+  opts.allow_invalid_utf8 = false;
+  json::stream_parser p({}, opts);
+  json::error_code ec;
+  size_t n = p.write_some(text.data(), text.size(), ec);
+  if (!ec && n < text.size())
+    ec = json::make_error_code(json::error::extra_data);
+  if (!ec) {
+    p.finish(ec);
+    if (ec)
+      n = text.size();
+  }
+  if (ec) {
+    size_t line, col;
+    line_col(text, n, line, col);
+    std::string what = ec.message();
+    if (text.find_first_not_of(" \t\r\n") == std::string_view::npos)
+      what = "the document is empty";
+    return make_error(errc::bad_json, fmt::format("{}: line {}, column {}: invalid JSON ({})",
+                                                  source, line, col, what));
+  }
+  return p.release();
+}
+
+caf::expected<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return make_error(errc::io_error,
+                      fmt::format("{}: cannot read file ({})", path, std::strerror(errno)));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad())
+    return make_error(errc::io_error, fmt::format("{}: read error", path));
+  return ss.str();
+}
+
+caf::error write_file(const std::string& path, std::string_view content) {
+  std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f)
+    return make_error(errc::io_error,
+                      fmt::format("{}: cannot write file ({})", path, std::strerror(errno)));
+  bool ok = std::fwrite(content.data(), 1, content.size(), f) == content.size();
+  ok = (std::fflush(f) == 0) && ok;
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return make_error(errc::io_error, fmt::format("{}: write failed", path));
+  }
+  return {};
+}
+
+caf::expected<json::value> load_json_file(const std::string& path) {
+  auto text = read_file(path);
+  if (!text)
+    return text.error();
+  return parse_json(*text, path);
+}
+
+std::string to_json(const json::value& v) {
+  return json::serialize(v);
+}
+
+std::string to_pretty_json(const json::value& v) {
+  std::string out;
+  pretty(out, v, 0);
+  return out;
+}
+
+std::string to_text(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::string:
+      return std::string(v.get_string());
+    case json::kind::null:
+      return {};
+    case json::kind::double_: {
+      double d = v.get_double();
+      if (d == static_cast<double>(static_cast<int64_t>(d)) && d < 1e15 && d > -1e15)
+        return std::to_string(static_cast<int64_t>(d));
+      return fmt::format("{}", d);
+    }
+    default:
+      return json::serialize(v);
+  }
+}
+
+std::string quoted(std::string_view s) {
+  return json::serialize(json::string_view{s.data(), s.size()});
+}
+
+} // namespace stepflow

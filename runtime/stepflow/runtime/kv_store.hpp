@@ -1,0 +1,108 @@
+#pragma once
+// The embedded store: named tables of ordered byte keys, one writer with
+// group commit, many concurrent readers. Two implementations: LMDB
+// (open_lmdb_store) and an in-memory fake with identical semantics
+// (make_memory_store) for tests. All members are thread-safe.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stepflow/runtime/errc.hpp"
+
+namespace stepflow {
+
+/// The named databases of the store. Key layouts are documented in
+/// docs/architecture.md ("Store layout").
+enum class table : uint8_t {
+  applications,   ///< app id -> application JSON
+  configurations, ///< config name -> configuration JSON (encrypted values stay encrypted)
+  steps,          ///< step name -> step definition JSON
+  runs,           ///< run id -> run record JSON
+  runs_by_time,   ///< be64(created ns) + run id -> "" (timeline, retention)
+  step_state,     ///< run id + '\0' + be32(step index) -> step record JSON
+  step_logs,      ///< run id + '\0' + be32(step index) + be32(seq) -> log line JSON
+  cache,          ///< cache key -> be64(expiry ns, 0 = never) + JSON value
+  cache_expiry,   ///< be64(expiry ns) + cache key -> ""
+  meta,           ///< store-level settings (schema version, ...)
+};
+inline constexpr int table_count = 10;
+
+std::string_view table_name(table t) noexcept;
+
+/// One change inside a write batch.
+struct write_op {
+  enum kind_t : uint8_t { put, erase, erase_prefix };
+  kind_t kind = put;
+  table tbl = table::meta;
+  std::string key;
+  std::string value; ///< only for put
+};
+
+/// Changes applied atomically: all of them or none.
+using write_batch = std::vector<write_op>;
+
+/// Visitor for scans; return false to stop.
+using scan_fn = std::function<bool(std::string_view key, std::string_view value)>;
+
+struct store_stats {
+  uint64_t map_size = 0;      ///< current LMDB map size in bytes (0 for memory)
+  uint64_t commits = 0;       ///< write transactions committed
+  uint64_t batches = 0;       ///< write batches applied (>= commits: group commit)
+  uint64_t map_resizes = 0;   ///< times the map was grown after MDB_MAP_FULL
+};
+
+class kv_store {
+public:
+  virtual ~kv_store() = default;
+
+  /// The value under `key`, std::nullopt when absent, or errc::store_error.
+  virtual caf::expected<std::optional<std::string>> get(table t,
+                                                        std::string_view key) const = 0;
+
+  /// Visits keys >= `from` in ascending order (descending from the last key
+  /// <= `from` when `reverse`; an empty `from` then means "from the end")
+  /// while they start with `prefix`.
+  virtual caf::error scan(table t, std::string_view prefix, std::string_view from,
+                          bool reverse, const scan_fn& f) const = 0;
+
+  /// Applies `batch` in one durable transaction; returns after the commit.
+  virtual caf::error write(write_batch batch) = 0;
+
+  /// Queues `batch`; `done` runs on the writer thread once the transaction
+  /// holding it committed (or failed). Batches queued while a commit is in
+  /// progress are committed together (group commit). A failing batch fails
+  /// alone: the others of the group are retried without it.
+  virtual void write_async(write_batch batch, std::function<void(caf::error)> done) = 0;
+
+  virtual store_stats stats() const = 0;
+};
+
+/// Options of the LMDB store, read once at start-up.
+struct store_options {
+  /// Directory holding data.mdb / lock.mdb; created if missing.
+  std::string path;
+  /// Initial map size in bytes; the map doubles whenever it fills up.
+  /// Default: 256 MiB.
+  uint64_t initial_map_size = 256ull << 20;
+  /// fsync on every commit (durability). Tests may turn it off. Default: true.
+  bool sync = true;
+};
+
+caf::expected<std::unique_ptr<kv_store>> open_lmdb_store(const store_options& opts);
+
+/// In-memory store with the same semantics (no durability).
+std::unique_ptr<kv_store> make_memory_store();
+
+// -- key helpers --------------------------------------------------------------
+
+/// Big-endian encodings keep numeric keys ordered.
+std::string be64(uint64_t x);
+std::string be32(uint32_t x);
+uint64_t read_be64(std::string_view s) noexcept; ///< first 8 bytes
+uint32_t read_be32(std::string_view s) noexcept; ///< first 4 bytes
+
+} // namespace stepflow

@@ -1,0 +1,2 @@
+#include <doctest/doctest.h>
+TEST_CASE("placeholder http_client") { CHECK(true); }

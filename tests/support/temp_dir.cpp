@@ -1,0 +1,36 @@
+#include "support/temp_dir.hpp"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+namespace stepflow::test {
+
+temp_dir::temp_dir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/stepflow-test-XXXXXX";
+  if (!mkdtemp(tmpl.data()))
+    throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string temp_dir::write(const std::string& name, const std::string& content) const {
+  auto p = file(name);
+  std::filesystem::create_directories(std::filesystem::path(p).parent_path());
+  std::ofstream out(p, std::ios::binary);
+  out << content;
+  return p;
+}
+
+std::string source_dir() {
+  const char* s = std::getenv("STEPFLOW_SOURCE_DIR");
+  return s ? s : ".";
+}
+
+} // namespace stepflow::test

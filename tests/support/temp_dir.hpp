@@ -1,0 +1,26 @@
+#pragma once
+// A fresh directory under $TMPDIR, removed with everything in it on scope exit.
+#include <string>
+
+namespace stepflow::test {
+
+class temp_dir {
+public:
+  temp_dir();
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::string& path() const noexcept { return path_; }
+  /// path() + "/" + name
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  /// Writes `content` to file(name) and returns that path.
+  std::string write(const std::string& name, const std::string& content) const;
+
+private:
+  std::string path_;
+};
+
+/// Absolute path of the source tree (from STEPFLOW_SOURCE_DIR).
+std::string source_dir();
+
+} // namespace stepflow::test
