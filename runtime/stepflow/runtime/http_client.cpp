@@ -1,1 +1,441 @@
-// placeholder
+#include "stepflow/runtime/http_client.hpp"
+
+// One I/O thread drives a curl multi handle. submit() enqueues under `mtx` and
+// wakes the loop with curl_multi_wakeup; the loop moves queued requests onto
+// easy handles (at most max_in_flight at once), performs, and completes
+// finished transfers by invoking their callbacks outside the mutex.
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+
+#include <curl/curl.h>
+#include <fmt/format.h>
+
+namespace stepflow {
+
+namespace {
+
+std::once_flag curl_init_flag;
+CURLcode curl_init_result = CURLE_OK;
+
+void init_curl_once() {
+  std::call_once(curl_init_flag, [] { curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size())
+    return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
+
+std::string_view trim(std::string_view s) noexcept {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+    s.remove_suffix(1);
+  return s;
+}
+
+/// Calls `done` with `result`, swallowing whatever it throws.
+void invoke(http_callback& done, caf::expected<http_response> result) noexcept {
+  if (!done)
+    return;
+  try {
+    done(std::move(result));
+  } catch (...) {
+    // A callback must not take the I/O thread down.
+  }
+}
+
+/// A request waiting for a free slot.
+struct pending {
+  http_request req;
+  http_callback done;
+};
+
+/// One request on an easy handle.
+struct transfer {
+  CURL* easy = nullptr;
+  http_request req;
+  http_callback done;
+  std::string method; ///< upper-cased, for messages
+  http_response resp;
+  curl_slist* header_list = nullptr;
+  char errbuf[CURL_ERROR_SIZE] = {};
+
+  ~transfer() {
+    if (header_list)
+      curl_slist_free_all(header_list);
+  }
+};
+
+size_t on_body(char* data, size_t size, size_t n, void* user) noexcept {
+  auto* t = static_cast<transfer*>(user);
+  try {
+    t->resp.body.append(data, size * n);
+  } catch (...) {
+    return 0; // aborts the transfer with CURLE_WRITE_ERROR
+  }
+  return size * n;
+}
+
+/// Receives one header line at a time. A status line starts a new response
+/// (1xx, proxy CONNECT, redirects), so only the last response's headers stay.
+size_t on_header(char* data, size_t size, size_t n, void* user) noexcept {
+  auto* t = static_cast<transfer*>(user);
+  std::string_view line(data, size * n);
+  try {
+    if (line.starts_with("HTTP/")) {
+      t->resp.headers.clear();
+      t->resp.body.clear();
+      return size * n;
+    }
+    auto content = trim(line);
+    if (content.empty())
+      return size * n;
+    if ((line.front() == ' ' || line.front() == '\t') && !t->resp.headers.empty()) {
+      // obsolete line folding: continues the previous value
+      auto& value = t->resp.headers.back().second;
+      value += ' ';
+      value += content;
+      return size * n;
+    }
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos)
+      return size * n;
+    t->resp.headers.emplace_back(std::string(trim(line.substr(0, colon))),
+                                 std::string(trim(line.substr(colon + 1))));
+  } catch (...) {
+    return 0;
+  }
+  return size * n;
+}
+
+bool has_header(const http_headers& headers, std::string_view name) noexcept {
+  return std::any_of(headers.begin(), headers.end(),
+                     [&](const auto& h) { return iequals(h.first, name); });
+}
+
+} // namespace
+
+struct http_client::impl {
+  http_client_options opts;
+  CURLM* multi = nullptr;
+  std::thread io;
+
+  // -- shared with submitters, guarded by mtx ---------------------------------
+  std::mutex mtx;
+  std::deque<pending> queue;
+  bool stopping = false;
+  /// Set when the loop could not start; submit() then fails at once.
+  std::string broken;
+
+  // -- owned by the I/O thread ------------------------------------------------
+  std::unordered_map<CURL*, std::unique_ptr<transfer>> active;
+  std::vector<CURL*> spare; ///< reset easy handles for reuse
+
+  ~impl() {
+    for (auto* e : spare)
+      curl_easy_cleanup(e);
+    if (multi)
+      curl_multi_cleanup(multi);
+  }
+
+  CURL* take_easy() {
+    if (!spare.empty()) {
+      auto* e = spare.back();
+      spare.pop_back();
+      return e;
+    }
+    return curl_easy_init();
+  }
+
+  void give_back(CURL* e) {
+    if (spare.size() < static_cast<size_t>(opts.max_in_flight)) {
+      curl_easy_reset(e);
+      spare.push_back(e);
+    } else {
+      curl_easy_cleanup(e);
+    }
+  }
+
+  /// Sets every option of `t` on its easy handle.
+  CURLcode configure(transfer& t) {
+    auto* e = t.easy;
+    const auto& r = t.req;
+    CURLcode rc = CURLE_OK;
+    auto set = [&](CURLoption opt, auto value) {
+      if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, opt, value);
+    };
+    set(CURLOPT_PRIVATE, static_cast<void*>(&t));
+    set(CURLOPT_ERRORBUFFER, t.errbuf);
+    set(CURLOPT_URL, r.url.c_str());
+    set(CURLOPT_NOSIGNAL, 1L);
+    set(CURLOPT_ACCEPT_ENCODING, "");
+    set(CURLOPT_FOLLOWLOCATION, 0L);
+    set(CURLOPT_TCP_KEEPALIVE, 1L);
+    set(CURLOPT_WRITEFUNCTION, &on_body);
+    set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
+    set(CURLOPT_HEADERFUNCTION, &on_header);
+    set(CURLOPT_HEADERDATA, static_cast<void*>(&t));
+
+    // Method and body.
+    if (t.method == "HEAD") {
+      set(CURLOPT_NOBODY, 1L);
+    } else if (!r.body.empty() || t.method == "POST") {
+      set(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+      set(CURLOPT_POSTFIELDS, r.body.data());
+      if (t.method != "POST")
+        set(CURLOPT_CUSTOMREQUEST, t.method.c_str());
+    } else if (t.method == "GET") {
+      set(CURLOPT_HTTPGET, 1L);
+    } else {
+      set(CURLOPT_CUSTOMREQUEST, t.method.c_str());
+    }
+
+    // Headers. curl would otherwise add its own Content-Type for bodies and
+    // "Expect: 100-continue" for larger ones; neither is wanted.
+    auto add = [&](const std::string& line) {
+      if (rc != CURLE_OK)
+        return;
+      auto* next = curl_slist_append(t.header_list, line.c_str());
+      if (!next) {
+        rc = CURLE_OUT_OF_MEMORY;
+        return;
+      }
+      t.header_list = next;
+    };
+    for (const auto& [name, value] : r.headers)
+      add(value.empty() ? name + ";" : name + ": " + value);
+    if (!r.bearer_token.empty() && !has_header(r.headers, "Authorization"))
+      add("Authorization: Bearer " + r.bearer_token);
+    if (!r.body.empty() && !has_header(r.headers, "Content-Type"))
+      add("Content-Type:");
+    if (!has_header(r.headers, "Expect"))
+      add("Expect:");
+    if (t.header_list)
+      set(CURLOPT_HTTPHEADER, t.header_list);
+
+    if (!r.user.empty()) {
+      set(CURLOPT_USERNAME, r.user.c_str());
+      set(CURLOPT_PASSWORD, r.password.c_str());
+      set(CURLOPT_HTTPAUTH, static_cast<long>(CURLAUTH_BASIC));
+    }
+    set(CURLOPT_SSL_VERIFYPEER, r.verify_tls ? 1L : 0L);
+    set(CURLOPT_SSL_VERIFYHOST, r.verify_tls ? 2L : 0L);
+    if (!r.proxy.empty())
+      set(CURLOPT_PROXY, r.proxy.c_str());
+    if (r.connect_timeout.count() > 0)
+      set(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(r.connect_timeout.count()));
+    if (r.timeout.count() > 0)
+      set(CURLOPT_TIMEOUT_MS, static_cast<long>(r.timeout.count()));
+    return rc;
+  }
+
+  static caf::error transport_error(const transfer& t, CURLcode rc) {
+    std::string why = t.errbuf[0] != '\0' ? std::string(trim(t.errbuf)) : curl_easy_strerror(rc);
+    auto sentence = fmt::format("{} {}: {}", t.method, t.req.url, why);
+    return make_error(rc == CURLE_OPERATION_TIMEDOUT ? errc::timeout : errc::http_error,
+                      std::move(sentence));
+  }
+
+  /// Puts `p` on an easy handle and hands it to the multi handle; on failure
+  /// completes it at once. Returns whether it is now in flight.
+  bool start(pending&& p) {
+    auto t = std::make_unique<transfer>();
+    t->req = std::move(p.req);
+    t->done = std::move(p.done);
+    t->method = upper(t->req.method.empty() ? std::string_view{"GET"} : t->req.method);
+    t->easy = take_easy();
+    if (!t->easy) {
+      invoke(t->done, make_error(errc::http_error, fmt::format("{} {}: cannot create a curl handle",
+                                                               t->method, t->req.url)));
+      return false;
+    }
+    auto rc = configure(*t);
+    if (rc != CURLE_OK) {
+      auto err = transport_error(*t, rc);
+      give_back(t->easy);
+      invoke(t->done, std::move(err));
+      return false;
+    }
+    if (auto mrc = curl_multi_add_handle(multi, t->easy); mrc != CURLM_OK) {
+      auto err = make_error(errc::http_error, fmt::format("{} {}: {}", t->method, t->req.url,
+                                                          curl_multi_strerror(mrc)));
+      give_back(t->easy);
+      invoke(t->done, std::move(err));
+      return false;
+    }
+    auto* easy = t->easy;
+    active.emplace(easy, std::move(t));
+    return true;
+  }
+
+  /// Completes the transfer on `easy` with curl's result `rc`.
+  void finish(CURL* easy, CURLcode rc) {
+    auto it = active.find(easy);
+    curl_multi_remove_handle(multi, easy);
+    if (it == active.end()) {
+      curl_easy_cleanup(easy);
+      return;
+    }
+    auto t = std::move(it->second);
+    active.erase(it);
+    caf::expected<http_response> result{make_error(errc::internal, "unset")};
+    if (rc == CURLE_OK) {
+      long status = 0;
+      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+      t->resp.status = status;
+      result = std::move(t->resp);
+    } else {
+      result = transport_error(*t, rc);
+    }
+    give_back(easy);
+    t->easy = nullptr;
+    invoke(t->done, std::move(result));
+  }
+
+  void loop() {
+    bool progressed = false;
+    for (;;) {
+      std::vector<pending> batch;
+      {
+        std::lock_guard<std::mutex> guard{mtx};
+        if (stopping)
+          break;
+        while (!queue.empty() && static_cast<long>(active.size() + batch.size()) < opts.max_in_flight) {
+          batch.push_back(std::move(queue.front()));
+          queue.pop_front();
+        }
+      }
+      for (auto& p : batch)
+        start(std::move(p));
+
+      int running = 0;
+      curl_multi_perform(multi, &running);
+
+      progressed = false;
+      int left = 0;
+      while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+        if (msg->msg != CURLMSG_DONE)
+          continue;
+        // msg is invalidated by remove_handle, so copy what we need first
+        CURL* easy = msg->easy_handle;
+        CURLcode rc = msg->data.result;
+        finish(easy, rc);
+        progressed = true;
+      }
+      // Freed slots may let queued requests start: only peek at the sockets.
+      curl_multi_poll(multi, nullptr, 0, progressed ? 0 : 1000, nullptr);
+    }
+    shutdown();
+  }
+
+  /// Cancels everything in flight and queued (runs on the I/O thread).
+  void shutdown() {
+    auto cancelled = [](const std::string& method, const std::string& url) {
+      return make_error(errc::cancelled,
+                        fmt::format("{} {}: cancelled, the HTTP client is shutting down",
+                                    method, url));
+    };
+    auto in_flight = std::move(active);
+    active.clear();
+    for (auto& [easy, t] : in_flight) {
+      curl_multi_remove_handle(multi, easy);
+      curl_easy_cleanup(easy);
+      t->easy = nullptr;
+      invoke(t->done, cancelled(t->method, t->req.url));
+    }
+    std::deque<pending> waiting;
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      waiting.swap(queue);
+    }
+    for (auto& p : waiting)
+      invoke(p.done, cancelled(upper(p.req.method), p.req.url));
+  }
+};
+
+http_client::http_client(http_client_options opts) : impl_(std::make_unique<impl>()) {
+  auto& d = *impl_;
+  d.opts = opts;
+  d.opts.max_in_flight = std::max(1L, d.opts.max_in_flight);
+  d.opts.max_per_host = std::max(0L, d.opts.max_per_host);
+  init_curl_once();
+  if (curl_init_result != CURLE_OK) {
+    d.broken = fmt::format("curl_global_init failed: {}", curl_easy_strerror(curl_init_result));
+    return;
+  }
+  d.multi = curl_multi_init();
+  if (!d.multi) {
+    d.broken = "curl_multi_init failed";
+    return;
+  }
+  curl_multi_setopt(d.multi, CURLMOPT_MAX_HOST_CONNECTIONS, d.opts.max_per_host);
+  try {
+    d.io = std::thread([&d] { d.loop(); });
+  } catch (const std::exception& e) {
+    d.broken = fmt::format("cannot start the HTTP I/O thread: {}", e.what());
+  }
+}
+
+http_client::~http_client() {
+  auto& d = *impl_;
+  {
+    std::lock_guard<std::mutex> guard{d.mtx};
+    d.stopping = true;
+  }
+  if (d.io.joinable()) {
+    curl_multi_wakeup(d.multi);
+    d.io.join();
+  } else {
+    d.shutdown(); // the loop never ran; cancel anything queued
+  }
+}
+
+void http_client::submit(http_request req, http_callback done) {
+  auto& d = *impl_;
+  pending p{std::move(req), std::move(done)};
+  caf::error refused;
+  try {
+    std::lock_guard<std::mutex> guard{d.mtx};
+    if (!d.broken.empty()) {
+      refused = make_error(errc::http_error, fmt::format("{} {}: {}", upper(p.req.method),
+                                                         p.req.url, d.broken));
+    } else if (d.stopping) {
+      refused = make_error(errc::cancelled,
+                           fmt::format("{} {}: cancelled, the HTTP client is shutting down",
+                                       upper(p.req.method), p.req.url));
+    } else {
+      d.queue.push_back(std::move(p)); // strong guarantee: `p` intact if this throws
+    }
+  } catch (const std::exception& e) {
+    refused = make_error(errc::internal, fmt::format("{} {}: {}", upper(p.req.method), p.req.url,
+                                                     e.what()));
+  }
+  if (refused) {
+    invoke(p.done, std::move(refused));
+    return;
+  }
+  curl_multi_wakeup(d.multi);
+}
+
+} // namespace stepflow

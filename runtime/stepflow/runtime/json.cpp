@@ -166,7 +166,7 @@ std::string to_text(const json::value& v) {
   }
 }
 
-std::string quoted(std::string_view s) {
+std::string quote_json(std::string_view s) {
   return json::serialize(json::string_view{s.data(), s.size()});
 }
 

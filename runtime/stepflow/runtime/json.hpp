@@ -37,6 +37,6 @@ std::string to_pretty_json(const json::value& v);
 std::string to_text(const json::value& v);
 
 /// A JSON-quoted string ("steps[2].name" paths quote names with this).
-std::string quoted(std::string_view s);
+std::string quote_json(std::string_view s);
 
 } // namespace stepflow
