@@ -14,7 +14,6 @@
 
 namespace stepflow::detail {
 // Defined in kv_store.cpp.
-inline constexpr size_t max_key_size = 511;
 caf::error check_key(table t, std::string_view key);
 caf::error check_op(const write_op& op);
 } // namespace stepflow::detail
