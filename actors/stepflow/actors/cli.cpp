@@ -1,1 +1,444 @@
-// placeholder
+#include "stepflow/actors/cli.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include "stepflow/actors/engine.hpp"
+#include "stepflow/runtime/cache.hpp"
+#include "stepflow/runtime/clock.hpp"
+#include "stepflow/runtime/content.hpp"
+#include "stepflow/runtime/http_client.hpp"
+#include "stepflow/runtime/kv_store.hpp"
+#include "stepflow/runtime/log_level.hpp"
+#include "stepflow/runtime/plan.hpp"
+#include "stepflow/runtime/resolve.hpp"
+#include "stepflow/runtime/run_record.hpp"
+
+namespace fs = std::filesystem;
+
+namespace stepflow::actors {
+
+namespace {
+
+constexpr int exit_ok = 0;
+constexpr int exit_failed = 1;
+constexpr int exit_usage = 2;
+
+std::atomic<int> g_signal{0};
+
+extern "C" void on_signal(int sig) {
+  g_signal = sig;
+}
+
+int fail(const std::string& sentence) {
+  std::cerr << "stepflow: " << sentence << "\n";
+  return exit_usage;
+}
+
+/// Default data directory: $STEPFLOW_DATA_DIR, else ~/.local/share/stepflow.
+std::string default_data_dir() {
+  if (const char* d = std::getenv("STEPFLOW_DATA_DIR"); d && *d)
+    return d;
+  if (const char* h = std::getenv("HOME"); h && *h)
+    return std::string(h) + "/.local/share/stepflow";
+  return "./stepflow-data";
+}
+
+/// The SyncPacks shipped with the binary: $STEPFLOW_SYNCPACKS_DIR, else a
+/// syncpacks/ folder beside or above the executable.
+std::optional<std::string> bundled_syncpacks_dir() {
+  if (const char* d = std::getenv("STEPFLOW_SYNCPACKS_DIR"); d && *d)
+    return std::string(d);
+  std::error_code ec;
+  auto exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec)
+    return std::nullopt;
+  for (auto p : {exe.parent_path() / "syncpacks", exe.parent_path().parent_path() / "syncpacks",
+                 fs::path("/usr/share/stepflow/syncpacks")})
+    if (fs::is_directory(p, ec))
+      return p.string();
+  return std::nullopt;
+}
+
+/// Adds the bundled SyncPacks (every sub-directory) and the --syncpack ones.
+caf::error load_syncpacks(content_catalog& catalog, const std::vector<std::string>& extra,
+                          bool bundled) {
+  for (const auto& dir : extra) {
+    auto pack = load_syncpack_dir(dir);
+    if (!pack)
+      return pack.error();
+    catalog.add(std::move(*pack));
+  }
+  if (!bundled)
+    return {};
+  auto root = bundled_syncpacks_dir();
+  if (!root)
+    return {};
+  std::error_code ec;
+  std::vector<std::string> dirs;
+  for (const auto& e : fs::directory_iterator(*root, ec))
+    if (e.is_directory())
+      dirs.push_back(e.path().string());
+  std::sort(dirs.begin(), dirs.end());
+  for (const auto& d : dirs) {
+    auto pack = load_syncpack_dir(d);
+    if (!pack)
+      return pack.error();
+    catalog.add(std::move(*pack));
+  }
+  return {};
+}
+
+bool looks_like_file(const std::string& s) {
+  std::error_code ec;
+  return s.find('/') != std::string::npos || (s.size() > 5 && s.substr(s.size() - 5) == ".json")
+         || fs::is_regular_file(s, ec);
+}
+
+/// "k=v": v is parsed as JSON when it is valid JSON, else taken as a string.
+caf::error parse_param(const std::string& kv, json::object& out) {
+  auto eq = kv.find('=');
+  if (eq == std::string::npos || eq == 0)
+    return make_error(errc::invalid_argument,
+                      fmt::format("--param {} must have the form key=value", quote_json(kv)));
+  auto key = kv.substr(0, eq);
+  auto text = kv.substr(eq + 1);
+  auto v = parse_json(text, "param");
+  out[key] = v ? std::move(*v) : json::value(json::string(text));
+  return {};
+}
+
+// -- printing -----------------------------------------------------------------
+
+std::string seconds_text(int64_t from, int64_t to) {
+  if (from <= 0 || to < from)
+    return "-";
+  return fmt::format("{:.3f}s", static_cast<double>(to - from) / 1e9);
+}
+
+void print_step(const run_record& r, size_t i) {
+  const auto& s = r.steps[i];
+  std::string line = fmt::format("  {:<8} {:<32} {:>9}", to_string(s.status), s.name,
+                                 seconds_text(s.started_ns, s.ended_ns));
+  if (!s.error.empty())
+    line += "  " + s.error;
+  std::cout << line << std::endl;
+}
+
+void print_summary(const run_record& r) {
+  size_t ok = 0, failed = 0, skipped = 0;
+  for (const auto& s : r.steps) {
+    ok += s.status == step_status::success;
+    failed += s.status == step_status::failed;
+    skipped += s.status == step_status::skipped;
+  }
+  std::cout << fmt::format("run {} {} in {}: {} succeeded, {} failed, {} skipped", r.task_id,
+                           to_string(r.status), seconds_text(r.started_ns, r.ended_ns), ok,
+                           failed, skipped)
+            << std::endl;
+}
+
+// -- run ----------------------------------------------------------------------
+
+struct run_args {
+  std::string target;
+  std::string config;
+  std::vector<std::string> params;
+  std::string log_level;
+  std::string data_dir;
+  std::vector<std::string> syncpacks;
+  bool json_output = false;
+  double step_timeout = 300;
+  int retention_days = 7;
+};
+
+int cmd_run(const run_args& a, const cli_environment& env) {
+  json::object params;
+  for (const auto& p : a.params)
+    if (auto err = parse_param(p, params))
+      return fail(message_of(err));
+  int level = -1;
+  if (!a.log_level.empty()) {
+    auto l = parse_log_level(a.log_level);
+    if (!l)
+      return fail(fmt::format("--log-level {} is not debug, info, warning or error",
+                              quote_json(a.log_level)));
+    level = *l;
+  }
+  // Store (runs, cache, stored content).
+  store_options so;
+  so.path = a.data_dir.empty() ? default_data_dir() : a.data_dir;
+  auto store = open_lmdb_store(so);
+  if (!store)
+    return fail(fmt::format("cannot open the data directory {}: {}", so.path,
+                            message_of(store.error())));
+  content_store stored{**store};
+  content_catalog catalog{&stored};
+  if (auto err = load_syncpacks(catalog, a.syncpacks, true))
+    return fail(message_of(err));
+  // Application.
+  std::optional<application> app;
+  if (looks_like_file(a.target)) {
+    auto loaded = load_application_file(a.target);
+    if (!loaded)
+      return fail(message_of(loaded.error()));
+    app = std::move(*loaded);
+  } else {
+    auto found = catalog.find_application(a.target);
+    if (!found)
+      return fail(message_of(found.error()));
+    if (!*found)
+      return fail(fmt::format("no application named {} (not a file, not in a SyncPack, not in "
+                              "the store at {})", quote_json(a.target), so.path));
+    app = std::move(**found);
+  }
+  // Configuration: --config (file or name), else the one the app is aligned with.
+  std::optional<configuration> cfg;
+  std::string cfg_name = a.config.empty() ? app->configuration : a.config;
+  if (!cfg_name.empty()) {
+    if (!a.config.empty() && looks_like_file(a.config)) {
+      auto loaded = load_configuration_file(a.config);
+      if (!loaded)
+        return fail(message_of(loaded.error()));
+      cfg = std::move(*loaded);
+    } else {
+      auto found = catalog.find_configuration(cfg_name);
+      if (!found)
+        return fail(message_of(found.error()));
+      if (!*found)
+        return fail(a.config.empty()
+                      ? fmt::format("application {} is aligned with configuration {}, which was "
+                                    "not found", quote_json(app->id), quote_json(cfg_name))
+                      : fmt::format("no configuration named {}", quote_json(cfg_name)));
+      cfg = std::move(**found);
+    }
+  }
+  plan_options po;
+  po.default_step_timeout_s = a.step_timeout;
+  auto app_ptr = std::make_shared<const application>(std::move(*app));
+  auto plan = prepare_run(app_ptr, cfg ? &*cfg : nullptr, params, level, *env.registry, po);
+  if (!plan)
+    return fail(message_of(plan.error()));
+  // Retention: drop runs older than the retention window.
+  run_store runs{**store};
+  if (a.retention_days > 0) {
+    auto cutoff = system_clock().now_ns() - int64_t{a.retention_days} * 86'400'000'000'000;
+    (void) runs.purge_before(cutoff);
+  }
+  // Services and engine.
+  stepflow::cache cache{**store, system_clock()};
+  http_client http;
+  step_services services{store->get(), &cache, &http, &system_clock()};
+  run_record rec;
+  rec.task_id = new_task_id();
+  rec.params = params;
+  rec.created_ns = system_clock().now_ns();
+  std::mutex mtx;
+  std::condition_variable cv;
+  std::optional<run_record> result;
+  run_observer obs;
+  bool quiet = a.json_output;
+  if (!quiet)
+    std::cout << fmt::format("task {} application {}{} log level {}", rec.task_id,
+                             quote_json(app_ptr->id),
+                             plan->configuration.empty()
+                               ? std::string{}
+                               : fmt::format(" configuration {}", quote_json(plan->configuration)),
+                             log_level_name(plan->log_level))
+              << std::endl;
+  obs.on_step_end = [&](const run_record& r, size_t i) {
+    if (quiet)
+      return;
+    std::lock_guard<std::mutex> guard{mtx};
+    print_step(r, i);
+  };
+  obs.on_done = [&](const run_record& r) {
+    std::lock_guard<std::mutex> guard{mtx};
+    result = r;
+    cv.notify_all();
+  };
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  {
+    engine eng{engine_options{}, services};
+    auto id = rec.task_id;
+    eng.start(std::move(*plan), std::move(rec), obs);
+    std::unique_lock<std::mutex> guard{mtx};
+    bool revoked = false;
+    while (!result) {
+      cv.wait_for(guard, std::chrono::milliseconds(100));
+      if (g_signal && !revoked) {
+        revoked = true;
+        guard.unlock();
+        if (!quiet)
+          std::cerr << "stepflow: interrupted, revoking the run" << std::endl;
+        eng.revoke(id, true);
+        guard.lock();
+      }
+    }
+  }
+  // Full record with data from the store (the committed truth).
+  auto final_rec = *result;
+  if (a.json_output) {
+    auto stored_rec = runs.load(final_rec.task_id);
+    if (stored_rec && *stored_rec)
+      final_rec = std::move(**stored_rec);
+    std::cout << to_pretty_json(to_json(final_rec, true)) << std::endl;
+  } else {
+    print_summary(final_rec);
+  }
+  return final_rec.status == run_status::success ? exit_ok : exit_failed;
+}
+
+// -- validate -----------------------------------------------------------------
+
+int cmd_validate(const std::vector<std::string>& files, const cli_environment& env) {
+  int bad = 0;
+  for (const auto& f : files) {
+    auto doc = load_json_file(f);
+    if (!doc) {
+      std::cerr << "stepflow: " << message_of(doc.error()) << "\n";
+      ++bad;
+      continue;
+    }
+    bool is_app = doc->is_object() && doc->get_object().contains("steps");
+    if (is_app) {
+      auto app = parse_application(*doc, f, file_stem(f));
+      if (!app) {
+        std::cerr << "stepflow: " << message_of(app.error()) << "\n";
+        ++bad;
+        continue;
+      }
+      std::string unknown;
+      for (size_t i = 0; i < app->steps.size(); ++i)
+        if (!env.registry->find(app->steps[i].file)) {
+          unknown = fmt::format("{}: steps[{}].file: unknown step type {}", f, i,
+                                quote_json(app->steps[i].file));
+          break;
+        }
+      if (!unknown.empty()) {
+        std::cerr << "stepflow: " << unknown << "\n";
+        ++bad;
+        continue;
+      }
+      std::cout << fmt::format("ok: {}: application {} with {} steps", f, quote_json(app->id),
+                               app->steps.size())
+                << "\n";
+    } else {
+      auto cfg = parse_configuration(*doc, f, file_stem(f));
+      if (cfg) {
+        auto values = resolve_configuration(*cfg);
+        if (!values) {
+          std::cerr << "stepflow: " << f << ": " << message_of(values.error()) << "\n";
+          ++bad;
+          continue;
+        }
+        std::cout << fmt::format("ok: {}: configuration {} with {} values", f,
+                                 quote_json(cfg->name), cfg->data.size())
+                  << "\n";
+      } else {
+        std::cerr << "stepflow: "
+                  << (doc->is_object() && !doc->get_object().contains("configuration_data")
+                        ? fmt::format("{}: neither an application (no \"steps\") nor a "
+                                      "configuration (no \"configuration_data\")", f)
+                        : message_of(cfg.error()))
+                  << "\n";
+        ++bad;
+      }
+    }
+  }
+  return bad ? exit_usage : exit_ok;
+}
+
+int cmd_steps(const cli_environment& env, bool as_json) {
+  if (as_json) {
+    json::array out;
+    for (const auto* t : env.registry->all())
+      out.push_back(to_json(t->info()));
+    std::cout << to_pretty_json(out) << std::endl;
+    return exit_ok;
+  }
+  for (const auto* t : env.registry->all()) {
+    const auto& i = t->info();
+    std::cout << fmt::format("{:<18} {}", i.name, i.description) << "\n";
+    for (const auto& p : i.params)
+      std::cout << fmt::format("    {:<16} {}{}", p.name, p.required ? "(required) " : "",
+                               p.description)
+                << "\n";
+  }
+  return exit_ok;
+}
+
+} // namespace
+
+int run_cli(int argc, char** argv, const cli_environment& env) {
+  CLI::App app{"stepflow: run PowerFlow-compatible integration applications", "stepflow"};
+  app.require_subcommand(0, 1);
+  app.set_version_flag("--version", "stepflow " + env.version);
+
+  run_args ra;
+  auto* run = app.add_subcommand("run", "Run an application and wait for it to finish");
+  run->add_option("app", ra.target, "Application file (.json) or application id")->required();
+  run->add_option("--config", ra.config, "Configuration object: a file or a name");
+  run->add_option("--param", ra.params, "One-time parameter key=value (repeatable)");
+  run->add_option("--log-level", ra.log_level, "debug, info, warning or error");
+  run->add_option("--data-dir", ra.data_dir, "Store directory (default $STEPFLOW_DATA_DIR or ~/.local/share/stepflow)");
+  run->add_option("--syncpack", ra.syncpacks, "Load a SyncPack directory (repeatable)");
+  run->add_option("--step-timeout", ra.step_timeout, "Default step timeout in seconds")
+    ->check(CLI::PositiveNumber);
+  run->add_flag("--json", ra.json_output, "Print the task object as JSON instead of a table");
+
+  std::vector<std::string> vfiles;
+  auto* validate = app.add_subcommand("validate", "Check application and configuration files");
+  validate->add_option("files", vfiles, "Files to check")->required();
+
+  bool steps_json = false;
+  auto* steps = app.add_subcommand("steps", "List the step types this build provides");
+  steps->add_flag("--json", steps_json, "Print as JSON");
+
+  auto* help = app.add_subcommand("help", "Show this help");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    std::cout << app.help();
+    return exit_ok;
+  } catch (const CLI::CallForAllHelp& e) {
+    std::cout << app.help();
+    return exit_ok;
+  } catch (const CLI::CallForVersion& e) {
+    std::cout << e.what() << "\n";
+    return exit_ok;
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "stepflow: " << e.what() << " (see stepflow help)\n";
+    return exit_usage;
+  }
+  try {
+    if (run->parsed())
+      return cmd_run(ra, env);
+    if (validate->parsed())
+      return cmd_validate(vfiles, env);
+    if (steps->parsed())
+      return cmd_steps(env, steps_json);
+    (void) help;
+    std::cout << app.help();
+    return exit_ok;
+  } catch (const std::exception& e) {
+    return fail(fmt::format("internal error: {}", e.what()));
+  }
+}
+
+} // namespace stepflow::actors

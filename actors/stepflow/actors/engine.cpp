@@ -54,7 +54,6 @@ void engine::start(run_plan plan, run_record rec, run_observer obs) {
   std::lock_guard<std::mutex> guard{impl_->mtx};
   auto sup = spawn_run_supervisor(*impl_->sys, std::move(init));
   impl_->runs.emplace(id, sup);
-  caf::anon_send(sup, start_atom::value);
 }
 
 bool engine::revoke(const std::string& task_id, bool terminate) {

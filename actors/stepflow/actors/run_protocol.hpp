@@ -31,6 +31,7 @@ using finished_atom = caf::atom_constant<caf::atom("sf_fin")>;
 using outcome_atom = caf::atom_constant<caf::atom("sf_out")>;
 using revoke_atom = caf::atom_constant<caf::atom("sf_revoke")>;
 using timeout_atom = caf::atom_constant<caf::atom("sf_tmo")>;
+using go_atom = caf::atom_constant<caf::atom("sf_go")>;
 
 } // namespace stepflow::actors
 
@@ -47,6 +48,7 @@ using run_supervisor_actor = caf::typed_actor<
 
 /// A step actor's interface (it receives its own completion and timeout).
 using step_actor = caf::typed_actor<
+  caf::reacts_to<go_atom>,
   caf::reacts_to<outcome_atom, step_outcome_ptr>,
   caf::reacts_to<timeout_atom>>;
 

@@ -2,6 +2,9 @@
 #include "stepflow/actors/run_protocol.hpp"
 
 #include <atomic>
+#include <cstdio>
+#include <optional>
+#include <thread>
 #include <chrono>
 
 #include <fmt/format.h>
@@ -30,10 +33,20 @@ step_actor_impl(step_actor::stateful_pointer<step_actor_state> self, run_supervi
                 uint32_t index, const step_type* type, std::shared_ptr<step_context> ctx,
                 double timeout_s) {
   auto started = now_ns(ctx->services);
-  auto report = [self, sup, index, ctx, started](step_outcome o) {
-    if (self->state.reported)
+  // Shared between the handlers and the completion callback, which may run
+  // on another thread. (Kept outside CAF actor state on purpose.)
+  struct completion {
+    std::atomic<bool> fired{false};
+    std::atomic<bool> in_run{false};
+    bool reported = false; // actor thread only
+    std::thread::id runner;
+    std::optional<step_outcome> inline_outcome;
+  };
+  auto c = std::make_shared<completion>();
+  auto report = [self, sup, index, ctx, started, c](step_outcome o) {
+    if (c->reported)
       return;
-    self->state.reported = true;
+    c->reported = true;
     auto fin = std::make_shared<step_finished>();
     fin->index = index;
     fin->outcome = std::move(o);
@@ -43,28 +56,42 @@ step_actor_impl(step_actor::stateful_pointer<step_actor_state> self, run_supervi
     self->send(sup, finished_atom::value, step_finished_ptr{std::move(fin)});
     self->quit();
   };
-  // The step may complete on any thread: route the outcome through our mailbox.
+  // The step may complete on any thread. A completion from inside run() on
+  // this actor's own thread is handed over directly; later completions (from
+  // I/O threads) arrive as outcome messages.
   auto me = caf::actor_cast<step_actor>(self);
-  auto fired = std::make_shared<std::atomic<bool>>(false);
-  step_done done = [me, fired](step_outcome o) {
-    if (!fired->exchange(true))
-      caf::anon_send(me, outcome_atom::value,
-                     step_outcome_ptr{std::make_shared<const step_outcome>(std::move(o))});
+  step_done done = [me, c](step_outcome o) {
+    if (c->fired.exchange(true))
+      return;
+    if (c->in_run.load() && std::this_thread::get_id() == c->runner) {
+      c->inline_outcome = std::move(o);
+      return;
+    }
+    caf::anon_send(me, outcome_atom::value,
+                   step_outcome_ptr{std::make_shared<const step_outcome>(std::move(o))});
   };
   auto ms = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   self->delayed_send(self, ms, timeout_atom::value);
-  try {
-    type->run(ctx, done);
-  } catch (const std::exception& e) {
-    done(step_outcome::failure(fmt::format("step threw an exception: {}", e.what())));
-  } catch (...) {
-    done(step_outcome::failure("step threw an unknown exception"));
-  }
+  self->send(self, go_atom::value);
   return {
+    [type, ctx, done, c, report](go_atom) {
+      c->runner = std::this_thread::get_id();
+      c->in_run = true;
+      try {
+        type->run(ctx, done);
+      } catch (const std::exception& e) {
+        done(step_outcome::failure(fmt::format("step threw an exception: {}", e.what())));
+      } catch (...) {
+        done(step_outcome::failure("step threw an unknown exception"));
+      }
+      c->in_run = false;
+      if (c->inline_outcome)
+        report(std::move(*c->inline_outcome));
+    },
     [report](outcome_atom, step_outcome_ptr o) { report(*o); },
-    [report, ctx, fired, timeout_s](timeout_atom) {
+    [report, ctx, c, timeout_s](timeout_atom) {
       ctx->cancelled = true;
-      fired->store(true);
+      c->fired.store(true);
       report(step_outcome::failure(fmt::format("step timed out after {} s", timeout_s)));
     },
   };
@@ -219,7 +246,7 @@ void start_step(sup_ptr self, size_t i) {
   }
   ctx->log(log_level::info, fmt::format("start {}", ctx->step_name));
   auto sup = caf::actor_cast<run_supervisor_actor>(self);
-  auto a = self->spawn(step_actor_impl, sup, static_cast<uint32_t>(i), ps.type, ctx, ps.timeout_s);
+  auto a = self->home_system().spawn(step_actor_impl, sup, static_cast<uint32_t>(i), ps.type, ctx, ps.timeout_s);
   self->monitor(a);
   st.actors[i] = a;
 }
@@ -259,6 +286,7 @@ run_supervisor_actor::behavior_type run_supervisor_impl(sup_ptr self,
         }
       }
   });
+  self->send(self, start_atom::value);
   return {
     [self](start_atom) {
       auto& st = self->state;
