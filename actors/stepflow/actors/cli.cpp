@@ -126,7 +126,10 @@ caf::error parse_param(const std::string& kv, json::object& out) {
 std::string seconds_text(int64_t from, int64_t to) {
   if (from <= 0 || to < from)
     return "-";
-  return fmt::format("{:.3f}s", static_cast<double>(to - from) / 1e9);
+  auto secs = static_cast<double>(to - from) / 1e9;
+  if (secs < 1.0)
+    return fmt::format("{:.1f}ms", secs * 1e3);
+  return fmt::format("{:.3f}s", secs);
 }
 
 void print_step(const run_record& r, size_t i) {

@@ -2,6 +2,7 @@
 // Wall-clock time behind an interface so tests can control it.
 #include <cstdint>
 #include <memory>
+#include <string>
 
 namespace stepflow {
 

@@ -1,6 +1,7 @@
 #include "stepflow/runtime/json.hpp"
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -72,6 +73,13 @@ void pretty(std::string& out, const json::value& v, int indent) {
       out += "]";
       return;
     }
+    case json::kind::double_:
+      // Shortest round-trip form ("0.000266", not "2.66E-4").
+      if (std::isfinite(v.get_double()))
+        out += fmt::format("{}", v.get_double());
+      else
+        out += "null";
+      return;
     default:
       out += json::serialize(v);
   }

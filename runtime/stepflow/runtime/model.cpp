@@ -255,6 +255,7 @@ caf::expected<application> parse_application(const json::value& doc, std::string
     }
     std::vector<size_t> cycle(path.begin() + pos[cur], path.end());
     std::reverse(cycle.begin(), cycle.end());
+    std::rotate(cycle.begin(), std::min_element(cycle.begin(), cycle.end()), cycle.end());
     std::string desc;
     for (auto c : cycle)
       desc += quote_json(app.steps[c].name) + " -> ";
