@@ -265,8 +265,19 @@ int cmd_run(const run_args& a, const cli_environment& env) {
   obs.on_step_end = [&](const run_record& r, size_t i) {
     if (quiet)
       return;
+    // Called after the step's record (and logs) were committed.
+    auto lines = runs.logs(r.task_id, i);
     std::lock_guard<std::mutex> guard{mtx};
     print_step(r, i);
+    if (lines)
+      for (const auto& l : *lines) {
+        if (l.message.rfind("start ", 0) == 0 || l.message.rfind("stop ", 0) == 0)
+          continue; // the table line already says it
+        if (!r.steps[i].error.empty() && l.message == r.steps[i].error)
+          continue;
+        std::cout << fmt::format("           {:<8} {}", log_level_name(l.level), l.message)
+                  << std::endl;
+      }
   };
   obs.on_done = [&](const run_record& r) {
     std::lock_guard<std::mutex> guard{mtx};
