@@ -243,6 +243,7 @@ int cmd_run(const run_args& a, const cli_environment& env) {
   }
   // Services and engine.
   stepflow::cache cache{**store, system_clock()};
+  (void) cache.sweep_expired();
   http_client http;
   step_services services{store->get(), &cache, &http, &system_clock()};
   run_record rec;
@@ -404,6 +405,8 @@ int run_cli(int argc, char** argv, const cli_environment& env) {
   app.set_version_flag("--version", "stepflow " + env.version);
 
   run_args ra;
+  if (const char* r = std::getenv("STEPFLOW_RETENTION_DAYS"); r && *r)
+    ra.retention_days = std::atoi(r);
   auto* run = app.add_subcommand("run", "Run an application and wait for it to finish");
   run->add_option("app", ra.target, "Application file (.json) or application id")->required();
   run->add_option("--config", ra.config, "Configuration object: a file or a name");
@@ -414,6 +417,10 @@ int run_cli(int argc, char** argv, const cli_environment& env) {
   run->add_option("--step-timeout", ra.step_timeout, "Default step timeout in seconds")
     ->check(CLI::PositiveNumber);
   run->add_flag("--json", ra.json_output, "Print the task object as JSON instead of a table");
+  run->add_option("--retention-days", ra.retention_days,
+                  "Delete runs older than this many days before running (0 keeps all; default 7, "
+                  "or $STEPFLOW_RETENTION_DAYS)")
+    ->check(CLI::NonNegativeNumber);
 
   std::vector<std::string> vfiles;
   auto* validate = app.add_subcommand("validate", "Check application and configuration files");
