@@ -19,6 +19,8 @@ function(stepflow_add_test layer file)
   set(exe test_${layer}_${unit})
   add_executable(${exe} ${file})
   target_link_libraries(${exe} PRIVATE stepflow_test_main ${T_LIBS} stepflow_internal)
+  # One variable only: doctest_discover_tests flattens list-valued properties.
+  # The source dir reaches tests as a compile definition of the support lib.
   doctest_discover_tests(${exe} TEST_PREFIX "${layer}.${unit}: "
-    PROPERTIES ENVIRONMENT "STEPFLOW_SOURCE_DIR=${PROJECT_SOURCE_DIR};STEPFLOW_BINARY=$<TARGET_FILE:stepflow>")
+    PROPERTIES ENVIRONMENT "STEPFLOW_BINARY=$<TARGET_FILE:stepflow>")
 endfunction()

@@ -100,10 +100,13 @@ public:
     if (!need_cache(*ctx, done))
       return;
     auto key = ctx->param_string("key");
-    if (auto err = ctx->services.cache->erase(key))
-      done(step_outcome::failure(message_of(err)));
-    else
-      done(step_outcome::success(ctx->joined_input()));
+    auto passed_on = std::make_shared<json::value>(ctx->joined_input());
+    ctx->services.cache->erase_async(key, [passed_on, done](caf::error err) {
+      if (err)
+        done(step_outcome::failure(message_of(err)));
+      else
+        done(step_outcome::success(std::move(*passed_on)));
+    });
   }
 };
 

@@ -1,2 +1,499 @@
+// The real build/stepflow binary ($STEPFLOW_BINARY) against a local HTTP
+// server: `stepflow run` with --json, --config, --param, the exit codes and
+// one-sentence errors, `stepflow validate` and `--version`.
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <boost/json.hpp>
 #include <doctest/doctest.h>
-TEST_CASE("placeholder") { CHECK(true); }
+#include <fmt/format.h>
+
+#include "stepflow/runtime/json.hpp"
+#include "support/http_test_server.hpp"
+#include "support/temp_dir.hpp"
+
+extern char** environ;
+
+using namespace stepflow;
+using stepflow::test::http_test_server;
+using stepflow::test::temp_dir;
+using stepflow::test::test_request;
+using stepflow::test::test_response;
+
+namespace {
+
+/// $STEPFLOW_BINARY, else the stepflow binary beside the tests directory
+/// (build/tests/<this test> -> build/stepflow).
+std::string binary() {
+  if (const char* b = std::getenv("STEPFLOW_BINARY"); b && *b)
+    return b;
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  auto guess = exe.parent_path().parent_path() / "stepflow";
+  REQUIRE_MESSAGE((!ec && std::filesystem::is_regular_file(guess, ec)),
+                  "STEPFLOW_BINARY is not set and " << guess.string() << " does not exist");
+  return guess.string();
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct result {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+/// Runs the binary with `args`, stdout and stderr captured through files in
+/// `dir`. Every run checks that nothing crashed or asserted.
+result run_binary(const temp_dir& dir, const std::vector<std::string>& args) {
+  static int counter = 0;
+  ++counter;
+  auto out_path = dir.file(fmt::format("stdout-{}.txt", counter));
+  auto err_path = dir.file(fmt::format("stderr-{}.txt", counter));
+  std::vector<std::string> argv_s{binary()};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  REQUIRE_MESSAGE(rc == 0, "posix_spawn failed: " << rc);
+  int status = 0;
+  pid_t w;
+  do {
+    w = waitpid(pid, &status, 0);
+  } while (w < 0 && errno == EINTR);
+  REQUIRE(w == pid);
+  result r;
+  r.out = slurp(out_path);
+  r.err = slurp(err_path);
+  INFO("args: " << fmt::format("{}", fmt::join(args, " ")));
+  INFO("stderr: " << r.err);
+  REQUIRE_MESSAGE(WIFEXITED(status), "the binary did not exit normally (signal "
+                                       << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << ")");
+  r.exit_code = WEXITSTATUS(status);
+  CHECK(r.err.find("terminate called") == std::string::npos);
+  CHECK(r.err.find("Assertion") == std::string::npos);
+  return r;
+}
+
+/// `stepflow run` with a fresh --data-dir inside `dir`.
+result run_app(const temp_dir& dir, const std::string& app_path,
+               std::vector<std::string> extra = {}) {
+  std::vector<std::string> args{"run", app_path, "--data-dir", dir.file("data")};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return run_binary(dir, args);
+}
+
+json::value parse(std::string_view text) {
+  auto v = parse_json(text, "test");
+  REQUIRE_MESSAGE(v, message_of(v.error()) << "\n--- text ---\n" << text);
+  return std::move(*v);
+}
+
+size_t line_count(const std::string& s) {
+  size_t n = 0;
+  for (char c : s)
+    n += c == '\n';
+  if (!s.empty() && s.back() != '\n')
+    ++n;
+  return n;
+}
+
+const json::object& step_json(const json::value& task, std::string_view name) {
+  for (const auto& s : task.at("steps").as_array())
+    if (s.at("name").as_string() == name)
+      return s.as_object();
+  FAIL("no step named " << name << " in " << to_json(task));
+  throw std::logic_error("unreachable");
+}
+
+/// Records every request; answers by path.
+struct api {
+  std::mutex mtx;
+  std::vector<test_request> seen;
+
+  test_response operator()(const test_request& req) {
+    {
+      std::lock_guard<std::mutex> g{mtx};
+      seen.push_back(req);
+    }
+    test_response res;
+    if (req.method == "GET" && req.target == "/api/devices") {
+      res.body = R"([{"id": "dev-1", "name": "router"}, {"id": "dev-2", "name": "switch"}])";
+    } else if (req.method == "POST" && req.target == "/api/incidents") {
+      res.status = 201;
+      auto body = parse_json(req.body, "request");
+      json::object o{{"id", "inc-77"}, {"received", body ? *body : json::value(req.body)}};
+      res.body = to_json(o);
+    } else if (req.target == "/api/ping") {
+      res.body = R"({"pong": true})";
+    } else {
+      res.status = 404;
+      res.headers.emplace_back("X-Reason", "gone");
+      res.body = R"({"error": "not here"})";
+    }
+    return res;
+  }
+
+  std::vector<test_request> requests() {
+    std::lock_guard<std::mutex> g{mtx};
+    return seen;
+  }
+};
+
+struct server_fixture {
+  std::shared_ptr<api> a = std::make_shared<api>();
+  http_test_server server{[a = a](const test_request& r) { return (*a)(r); }};
+  temp_dir dir;
+};
+
+} // namespace
+
+TEST_CASE("a diamond of five steps calls the local API and --json reports every step") {
+  server_fixture f;
+  auto app = fmt::format(R"({{
+    "name": "incident_sync",
+    "app_variables": [{{"name": "base", "value": "{}/api"}}],
+    "steps": [
+      {{"name": "Fetch Devices", "file": "QueryREST", "prefix_url": "${{base}}",
+        "relative_url": "/devices", "user": "alice", "password": "s3cret",
+        "output_to": ["Create Incident", "Log Count"]}},
+      {{"name": "Settings", "file": "StaticData", "data": {{"severity": 3, "team": "noc"}},
+        "output_to": ["Create Incident"]}},
+      {{"name": "Create Incident", "file": "QueryREST", "prefix_url": "${{base}}",
+        "relative_url": "incidents", "method": "post", "bearer_token": "tok-9",
+        "headers": {{"X-Api-Key": "k-123"}},
+        "payload": {{"device": "${{Fetch Devices.0.id}}", "name": "${{Fetch Devices.1.name}}",
+                     "severity": "${{Settings.severity}}",
+                     "note": "team ${{Settings.team}} for ${{Fetch Devices.0.id}}"}},
+        "output_to": ["Summary"]}},
+      {{"name": "Log Count", "file": "Log", "message": "second device ${{Fetch Devices.1.id}}",
+        "output_to": ["Summary"]}},
+      {{"name": "Summary", "file": "StaticData",
+        "data": {{"incident": "${{Create Incident.id}}", "first": "${{Log Count.0.name}}"}}}}
+    ]}})",
+                         f.server.url());
+  auto path = f.dir.write("incident_sync.json", app);
+  auto r = run_app(f.dir, path, {"--json"});
+  INFO("stdout: " << r.out);
+  INFO("stderr: " << r.err);
+  CHECK(r.exit_code == 0);
+  auto task = parse(r.out);
+  CHECK(task.at("status") == json::value("success"));
+  CHECK(task.at("application") == json::value("incident_sync"));
+  CHECK(std::string_view(task.at("task_id").as_string()).substr(0, 6) == "isapp-");
+  REQUIRE(task.at("steps").as_array().size() == 5);
+  for (const auto& s : task.at("steps").as_array()) {
+    CAPTURE(to_json(s));
+    CHECK(s.at("status") == json::value("success"));
+    CHECK(s.at("error").is_null());
+  }
+  auto devices = parse(R"([{"id": "dev-1", "name": "router"}, {"id": "dev-2", "name": "switch"}])");
+  CHECK(step_json(task, "Fetch Devices").at("data") == devices);
+  CHECK(step_json(task, "Settings").at("data") == parse(R"({"severity": 3, "team": "noc"})"));
+  auto expected_payload =
+    parse(R"({"device": "dev-1", "name": "switch", "severity": 3, "note": "team noc for dev-1"})");
+  CHECK(step_json(task, "Create Incident").at("data")
+        == json::value(json::object{{"id", "inc-77"}, {"received", expected_payload}}));
+  // Log passes its input on.
+  CHECK(step_json(task, "Log Count").at("data") == devices);
+  CHECK(step_json(task, "Summary").at("data") == parse(R"({"incident": "inc-77", "first": "router"})"));
+  // Summary started after both of its inputs ended.
+  auto started = step_json(task, "Summary").at("started_ns").to_number<int64_t>();
+  CHECK(started >= step_json(task, "Create Incident").at("ended_ns").to_number<int64_t>());
+  CHECK(started >= step_json(task, "Log Count").at("ended_ns").to_number<int64_t>());
+
+  auto reqs = f.a->requests();
+  REQUIRE(reqs.size() == 2);
+  const test_request* get = nullptr;
+  const test_request* post = nullptr;
+  for (const auto& q : reqs)
+    (q.method == "GET" ? get : post) = &q;
+  REQUIRE(get);
+  REQUIRE(post);
+  CHECK(get->target == "/api/devices");
+  CHECK(get->header("Authorization") == "Basic YWxpY2U6czNjcmV0"); // alice:s3cret
+  CHECK(post->method == "POST");
+  CHECK(post->target == "/api/incidents");
+  CHECK(post->header("Authorization") == "Bearer tok-9");
+  CHECK(post->header("X-Api-Key") == "k-123");
+  CHECK(post->header("Content-Type").find("application/json") != std::string::npos);
+  CHECK(parse(post->body) == expected_payload);
+}
+
+TEST_CASE("a QueryREST that gets 404 exits 1 with {http_code, headers, body} in --json") {
+  server_fixture f;
+  auto path = f.dir.write("missing.json", fmt::format(R"({{
+    "name": "missing_thing",
+    "steps": [
+      {{"name": "Get Missing", "file": "QueryREST", "prefix_url": "{}",
+        "relative_url": "/api/missing", "output_to": ["After"]}},
+      {{"name": "After", "file": "StaticData", "data": 1}}
+    ]}})",
+                                                        f.server.url()));
+  auto r = run_app(f.dir, path, {"--json"});
+  INFO("stdout: " << r.out);
+  CHECK(r.exit_code == 1);
+  auto task = parse(r.out);
+  CHECK(task.at("status") == json::value("failed"));
+  const auto& s = step_json(task, "Get Missing");
+  CHECK(s.at("status") == json::value("failed"));
+  REQUIRE(s.at("error").is_string());
+  CHECK(std::string(s.at("error").as_string()).find("404") != std::string::npos);
+  const auto& data = s.at("data");
+  REQUIRE(data.is_object());
+  CHECK(data.at("http_code") == json::value(404));
+  CHECK(data.at("body") == parse(R"({"error": "not here"})"));
+  REQUIRE(data.at("headers").is_object());
+  bool saw_reason = false;
+  for (const auto& kv : data.at("headers").as_object())
+    saw_reason = saw_reason || (kv.value() == json::value("gone"));
+  CHECK(saw_reason);
+  CHECK(step_json(task, "After").at("status") == json::value("skipped"));
+  CHECK(f.a->requests().size() == 1);
+}
+
+TEST_CASE("without --json the run prints a table and a summary") {
+  server_fixture f;
+  auto path = f.dir.write("ping.json", fmt::format(R"({{
+    "name": "pinger",
+    "steps": [{{"name": "Ping", "file": "QueryREST", "prefix_url": "{}", "relative_url": "api/ping"}}]
+  }})",
+                                                     f.server.url()));
+  auto r = run_app(f.dir, path);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("Ping") != std::string::npos);
+  CHECK(r.out.find("1 succeeded, 0 failed, 0 skipped") != std::string::npos);
+  CHECK(r.err.empty());
+}
+
+TEST_CASE("--config file with a transitive ${config.x} chain feeds prefix_url") {
+  server_fixture f;
+  auto cfg = f.dir.write("api_cfg.json", fmt::format(R"({{
+    "name": "api_cfg",
+    "configuration_data": [
+      {{"name": "api_url", "value": "${{config.base}}/api"}},
+      {{"name": "base", "value": "http://${{config.host}}:${{config.port}}"}},
+      {{"name": "host", "value": "127.0.0.1"}},
+      {{"name": "port", "value": {}}}
+    ]}})",
+                                                     f.server.port()));
+  auto path = f.dir.write("configured.json", R"({
+    "name": "configured",
+    "configuration": "api_cfg",
+    "steps": [{"name": "Ping", "file": "QueryREST", "prefix_url": "${config.api_url}",
+               "relative_url": "ping"}]
+  })");
+  auto r = run_app(f.dir, path, {"--config", cfg, "--json"});
+  INFO("stdout: " << r.out);
+  CHECK(r.exit_code == 0);
+  auto task = parse(r.out);
+  CHECK(task.at("status") == json::value("success"));
+  CHECK(task.at("configuration") == json::value("api_cfg"));
+  CHECK(step_json(task, "Ping").at("data") == parse(R"({"pong": true})"));
+  auto reqs = f.a->requests();
+  REQUIRE(reqs.size() == 1);
+  CHECK(reqs[0].target == "/api/ping");
+
+  SUBCASE("an aligned configuration that is not found is a set-up error") {
+    auto r2 = run_app(f.dir, path);
+    CHECK(r2.exit_code == 2);
+    CHECK(r2.err.find("api_cfg") != std::string::npos);
+    CHECK(line_count(r2.err) == 1);
+  }
+}
+
+TEST_CASE("a missing required variable exits 2 and names every missing variable") {
+  temp_dir dir;
+  auto path = dir.write("needs_vars.json", R"({
+    "name": "needs_vars",
+    "app_variables": [
+      {"name": "region", "required": true},
+      {"name": "optional_one", "required": false},
+      {"name": "api_token", "required": true, "value": ""},
+      {"name": "given", "required": true, "value": "x"}
+    ],
+    "steps": [{"name": "S", "file": "StaticData", "data": "${given}"}]
+  })");
+  auto r = run_app(dir, path);
+  CHECK(r.exit_code == 2);
+  CHECK(r.out.empty());
+  CHECK(line_count(r.err) == 1);
+  CHECK(r.err.find("region") != std::string::npos);
+  CHECK(r.err.find("api_token") != std::string::npos);
+  CHECK(r.err.find("optional_one") == std::string::npos);
+  CHECK(r.err.find("given") == std::string::npos);
+
+  SUBCASE("supplying them with --param runs the app") {
+    auto ok = run_app(dir, path, {"--param", "region=eu", "--param", "api_token=t", "--json"});
+    CHECK(ok.exit_code == 0);
+  }
+}
+
+TEST_CASE("--param overrides an application variable") {
+  temp_dir dir;
+  auto path = dir.write("greet.json", R"({
+    "name": "greet",
+    "app_variables": [{"name": "greeting", "value": "hello"},
+                      {"name": "count", "value": 1}],
+    "steps": [{"name": "Say", "file": "StaticData",
+               "data": {"text": "${greeting} world", "count": "${count}"}}]
+  })");
+  auto plain = run_app(dir, path, {"--json"});
+  REQUIRE(plain.exit_code == 0);
+  CHECK(step_json(parse(plain.out), "Say").at("data")
+        == parse(R"({"text": "hello world", "count": 1})"));
+
+  auto over = run_app(dir, path, {"--json", "--param", "greeting=bye", "--param", "count=3"});
+  REQUIRE(over.exit_code == 0);
+  auto task = parse(over.out);
+  CHECK(step_json(task, "Say").at("data") == parse(R"({"text": "bye world", "count": 3})"));
+  CHECK(task.at("params") == parse(R"({"greeting": "bye", "count": 3})"));
+
+  SUBCASE("a malformed --param is a usage error") {
+    auto bad = run_app(dir, path, {"--param", "novalue"});
+    CHECK(bad.exit_code == 2);
+    CHECK(line_count(bad.err) == 1);
+    CHECK(bad.err.find("novalue") != std::string::npos);
+  }
+}
+
+TEST_CASE("an application with a cycle exits 2") {
+  temp_dir dir;
+  auto path = dir.write("cycle.json", R"({
+    "name": "cycle",
+    "steps": [
+      {"name": "A", "file": "StaticData", "output_to": ["B"]},
+      {"name": "B", "file": "StaticData", "output_to": ["C"]},
+      {"name": "C", "file": "StaticData", "output_to": ["A"]}
+    ]})");
+  auto r = run_app(dir, path);
+  CHECK(r.exit_code == 2);
+  CHECK(line_count(r.err) == 1);
+  CHECK(r.err.find("cycle") != std::string::npos);
+  CHECK(r.err.find("cycle.json") != std::string::npos);
+}
+
+TEST_CASE("a file that is not valid JSON exits 2 with one line naming line and column") {
+  temp_dir dir;
+  auto path = dir.write("broken.json", "{\n  \"name\": \"broken\",\n  \"steps\": [\n    {\"name\": }\n  ]\n}\n");
+  auto r = run_app(dir, path);
+  CHECK(r.exit_code == 2);
+  CHECK(line_count(r.err) == 1);
+  CHECK(r.err.find("line") != std::string::npos);
+  CHECK(r.err.find("column") != std::string::npos);
+  CHECK(r.err.find("broken.json") != std::string::npos);
+  CHECK(r.out.empty());
+}
+
+TEST_CASE("a missing application file exits 2") {
+  temp_dir dir;
+  auto r = run_app(dir, dir.file("no_such_app.json"));
+  CHECK(r.exit_code == 2);
+  CHECK(line_count(r.err) == 1);
+  CHECK(r.err.find("no_such_app") != std::string::npos);
+
+  SUBCASE("an unknown application id too") {
+    auto r2 = run_app(dir, "no_such_application_id");
+    CHECK(r2.exit_code == 2);
+    CHECK(line_count(r2.err) == 1);
+    CHECK(r2.err.find("no_such_application_id") != std::string::npos);
+  }
+}
+
+TEST_CASE("an unknown step type exits 2 and names it") {
+  temp_dir dir;
+  auto path = dir.write("unknown.json", R"({
+    "name": "unknown",
+    "steps": [{"name": "Mystery", "file": "NoSuchStepType"}]})");
+  auto r = run_app(dir, path);
+  CHECK(r.exit_code == 2);
+  CHECK(line_count(r.err) == 1);
+  CHECK(r.err.find("NoSuchStepType") != std::string::npos);
+}
+
+TEST_CASE("a bad --log-level is a usage error") {
+  temp_dir dir;
+  auto path = dir.write("ok.json", R"({"name": "ok", "steps": [{"name": "S", "file": "StaticData"}]})");
+  auto r = run_app(dir, path, {"--log-level", "chatty"});
+  CHECK(r.exit_code == 2);
+  CHECK(line_count(r.err) == 1);
+  CHECK(r.err.find("chatty") != std::string::npos);
+}
+
+TEST_CASE("stepflow validate accepts good files and rejects bad ones") {
+  temp_dir dir;
+  auto good_app = dir.write("good.json", R"({"name": "good", "steps": [
+    {"name": "A", "file": "StaticData", "data": 1, "output_to": ["B"]},
+    {"name": "B", "file": "Log", "message": "hi"}]})");
+  auto good_cfg = dir.write("cfg.json", R"({"name": "cfg", "configuration_data": [
+    {"name": "a", "value": "${config.b}"}, {"name": "b", "value": 2}]})");
+  auto bad_json = dir.write("bad.json", "{ \"steps\": [ ");
+  auto bad_step = dir.write("bad_step.json", R"({"name": "x", "steps": [{"name": "A", "file": "Nope"}]})");
+  auto bad_edge = dir.write("bad_edge.json", R"({"name": "y", "steps": [
+    {"name": "A", "file": "StaticData", "output_to": ["Ghost"]}]})");
+
+  auto ok = run_binary(dir, {"validate", good_app, good_cfg});
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.err.empty());
+  CHECK(ok.out.find("good.json") != std::string::npos);
+  CHECK(ok.out.find("cfg.json") != std::string::npos);
+
+  for (const auto& bad : {bad_json, bad_step, bad_edge}) {
+    CAPTURE(bad);
+    auto r = run_binary(dir, {"validate", bad});
+    CHECK(r.exit_code == 2);
+    CHECK(line_count(r.err) == 1);
+    CHECK(r.err.find(bad) != std::string::npos);
+  }
+  auto edge = run_binary(dir, {"validate", bad_edge});
+  CHECK(edge.err.find("Ghost") != std::string::npos);
+
+  // A mix reports every bad file and still prints the good one.
+  auto mixed = run_binary(dir, {"validate", good_app, bad_json, bad_step});
+  CHECK(mixed.exit_code == 2);
+  CHECK(mixed.out.find("good.json") != std::string::npos);
+  CHECK(line_count(mixed.err) == 2);
+}
+
+TEST_CASE("stepflow --version and usage errors") {
+  temp_dir dir;
+  auto v = run_binary(dir, {"--version"});
+  CHECK(v.exit_code == 0);
+  CHECK(v.out.rfind("stepflow ", 0) == 0);
+  auto bogus = run_binary(dir, {"frobnicate"});
+  CHECK(bogus.exit_code == 2);
+  auto no_app = run_binary(dir, {"run"});
+  CHECK(no_app.exit_code == 2);
+  auto steps = run_binary(dir, {"steps", "--json"});
+  CHECK(steps.exit_code == 0);
+  auto list = parse(steps.out);
+  REQUIRE(list.is_array());
+  bool has_query_rest = false;
+  for (const auto& s : list.as_array())
+    has_query_rest = has_query_rest || s.at("name") == json::value("QueryREST");
+  CHECK(has_query_rest);
+}

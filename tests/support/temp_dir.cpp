@@ -29,8 +29,9 @@ std::string temp_dir::write(const std::string& name, const std::string& content)
 }
 
 std::string source_dir() {
-  const char* s = std::getenv("STEPFLOW_SOURCE_DIR");
-  return s ? s : ".";
+  if (const char* s = std::getenv("STEPFLOW_SOURCE_DIR"); s && *s)
+    return s;
+  return STEPFLOW_TEST_SOURCE_DIR;
 }
 
 } // namespace stepflow::test

@@ -272,7 +272,8 @@ int cmd_run(const run_args& a, const cli_environment& env) {
     print_step(r, i);
     if (lines)
       for (const auto& l : *lines) {
-        if (l.message.rfind("start ", 0) == 0 || l.message.rfind("stop ", 0) == 0)
+        const auto& nm = r.steps[i].name;
+        if (l.message == "start " + nm || l.message.rfind("stop " + nm + "|", 0) == 0)
           continue; // the table line already says it
         if (!r.steps[i].error.empty() && l.message == r.steps[i].error)
           continue;
@@ -454,8 +455,8 @@ int run_cli(int argc, char** argv, const cli_environment& env) {
       return cmd_validate(vfiles, env);
     if (steps->parsed())
       return cmd_steps(env, steps_json);
-    (void) help;
-    std::cout << app.help();
+    (void) help; // "stepflow help" and no command both print the overview
+    std::cout << app.get_formatter()->make_help(&app, "stepflow", CLI::AppFormatMode::Normal);
     return exit_ok;
   } catch (const std::exception& e) {
     return fail(fmt::format("internal error: {}", e.what()));

@@ -118,7 +118,13 @@ void persist(sup_ptr self, write_batch batch, std::function<void()> then) {
     then();
     return;
   }
-  store->write_async(std::move(batch), [then = std::move(then)](caf::error) { then(); });
+  store->write_async(std::move(batch), [then = std::move(then)](caf::error err) {
+    // The run goes on (its state lives in the supervisor), but a record that
+    // could not be committed must not pass silently.
+    if (err)
+      std::fprintf(stderr, "stepflow: cannot record run state: %s\n", message_of(err).c_str());
+    then();
+  });
 }
 
 void finish_run(sup_ptr self) {

@@ -209,10 +209,11 @@ caf::expected<std::optional<json::value>> cache::get(std::string_view key) const
   return std::optional<json::value>{std::move(*v)};
 }
 
-caf::error cache::erase(std::string_view key) {
+namespace {
+caf::expected<write_batch> make_erase(const kv_store& store, std::string_view key) {
   if (auto err = check_cache_key(key))
     return err;
-  auto old = store_.get(table::cache, key);
+  auto old = store.get(table::cache, key);
   if (!old)
     return old.error();
   // Erase the value even when it looks absent: a queued put may land first.
@@ -222,7 +223,25 @@ caf::error cache::erase(std::string_view key) {
     if (auto expiry = stored_expiry(**old); expiry && *expiry != 0)
       batch.push_back({write_op::erase, table::cache_expiry, index_key(*expiry, key), {}});
   }
-  return store_.write(std::move(batch));
+  return batch;
+}
+} // namespace
+
+caf::error cache::erase(std::string_view key) {
+  auto batch = make_erase(store_, key);
+  if (!batch)
+    return batch.error();
+  return store_.write(std::move(*batch));
+}
+
+void cache::erase_async(std::string_view key, std::function<void(caf::error)> done) {
+  auto batch = make_erase(store_, key);
+  if (!batch) {
+    if (done)
+      done(batch.error());
+    return;
+  }
+  store_.write_async(std::move(*batch), std::move(done));
 }
 
 caf::expected<uint64_t> cache::sweep_expired() {

@@ -31,6 +31,10 @@ public:
   /// Removes `key`; removing an absent key is not an error.
   caf::error erase(std::string_view key);
 
+  /// Asynchronous erase; `done` runs on the store's writer thread after
+  /// commit (or at once on the caller's thread for an invalid key).
+  void erase_async(std::string_view key, std::function<void(caf::error)> done);
+
   /// Deletes every expired entry; returns how many went.
   caf::expected<uint64_t> sweep_expired();
 

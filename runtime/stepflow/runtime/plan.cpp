@@ -109,6 +109,7 @@ caf::expected<run_plan> prepare_run(std::shared_ptr<const application> app,
     return *sub;
   };
   std::vector<std::string> var_stack;
+  bool saw_step_ref = false;
   ref_lookup var_lookup;
   var_lookup = [&](std::string_view ref) -> caf::expected<json::value> {
     if (ref.substr(0, 7) == "config.")
@@ -116,10 +117,15 @@ caf::expected<run_plan> prepare_run(std::shared_ptr<const application> app,
     auto dot = ref.find('.');
     auto head = ref.substr(0, dot);
     if (auto it = raw_vars.find(head); it != raw_vars.end()) {
-      for (const auto& s : var_stack)
-        if (s == head)
+      for (size_t k = 0; k < var_stack.size(); ++k)
+        if (var_stack[k] == head) {
+          std::string chain;
+          for (size_t m = k; m < var_stack.size(); ++m)
+            chain += var_stack[m] + " -> ";
           return make_error(errc::bad_reference,
-                            fmt::format("{}: variable {} refers to itself", where, quote_json(head)));
+                            fmt::format("variables refer to each other in a cycle: {}{}", chain,
+                                        head));
+        }
       var_stack.emplace_back(head);
       auto v = resolve_refs(it->value(), var_lookup);
       var_stack.pop_back();
@@ -132,14 +138,18 @@ caf::expected<run_plan> prepare_run(std::shared_ptr<const application> app,
         return make_error(errc::bad_reference, fmt::format("${{{}}} does not exist", ref));
       return *sub;
     }
-    if (app->step_index(head) >= 0)
+    if (app->step_index(head) >= 0) {
+      saw_step_ref = true;
       return json::value(json::string(fmt::format("${{{}}}", ref))); // resolved at step start
+    }
     return make_error(errc::bad_reference,
                       fmt::format("${{{}}}: no application variable, configuration value or step named {}",
                                   ref, quote_json(head)));
   };
   for (const auto& kv : raw_vars) {
+    var_stack.assign(1, std::string(kv.key()));
     auto v = resolve_refs(kv.value(), var_lookup);
+    var_stack.clear();
     if (!v)
       return make_error(errc::bad_reference,
                         fmt::format("{}: variable {}: {}", where, quote_json(kv.key()),
@@ -156,6 +166,7 @@ caf::expected<run_plan> prepare_run(std::shared_ptr<const application> app,
       return make_error(errc::not_found,
                         fmt::format("{}: steps[{}].file: unknown step type {} (step {})", where, i,
                                     quote_json(def.file), quote_json(def.name)));
+    saw_step_ref = false;
     for (const auto& kv : def.params) {
       auto v = resolve_refs(kv.value(), var_lookup);
       if (!v)
@@ -165,23 +176,31 @@ caf::expected<run_plan> prepare_run(std::shared_ptr<const application> app,
       ps.params.emplace(kv.key(), std::move(*v));
     }
     ps.timeout_s = opts.default_step_timeout_s;
-    if (auto it = ps.params.find("timeout"); it != ps.params.end()) {
+    if (auto it = ps.params.find("timeout"); it != ps.params.end() && !has_refs(it->value())) {
       double t = -1;
-      if (it->value().is_number())
+      if (it->value().is_number()) {
         t = it->value().to_number<double>();
-      else if (it->value().is_string())
-        t = std::atof(std::string(it->value().get_string()).c_str());
+      } else if (it->value().is_string()) {
+        std::string text(it->value().get_string());
+        char* end = nullptr;
+        t = std::strtod(text.c_str(), &end);
+        if (text.empty() || !end || *end != '\0')
+          t = -1;
+      }
       if (t <= 0)
         return make_error(errc::invalid_definition,
                           fmt::format("{}: steps[{}].timeout: must be a positive number of seconds",
                                       where, i));
       ps.timeout_s = t;
     }
-    // Parameters with pending step references are checked at start.
-    bool deferred = false;
-    for (const auto& kv : ps.params)
-      deferred = deferred || has_refs(kv.value());
-    if (!deferred)
+    // With step-data references, keep the parameters as written and resolve
+    // them in one pass when the step starts (so "$${" escapes and values that
+    // contain "${" are never resolved twice).
+    ps.deferred = saw_step_ref;
+    if (ps.deferred)
+      ps.params = def.params;
+    // Parameters with step-data references are checked when the step starts.
+    if (!ps.deferred)
       if (auto err = ps.type->check(ps.params))
         return make_error(code_of(err), fmt::format("{}: step {}: {}", where, quote_json(def.name),
                                                     message_of(err)));
@@ -193,10 +212,32 @@ caf::expected<run_plan> prepare_run(std::shared_ptr<const application> app,
 caf::expected<json::object>
 resolve_step_data_refs(const run_plan& plan, size_t index,
                        const std::vector<std::shared_ptr<const json::value>>& data) {
+  const auto& ps = plan.steps[index];
+  if (!ps.deferred)
+    return ps.params;
   const auto& app = *plan.app;
+  auto walk = [](const json::value& v, std::string_view ref,
+                 size_t dot) -> caf::expected<json::value> {
+    if (dot == std::string_view::npos)
+      return v;
+    auto* sub = walk_path(v, ref.substr(dot + 1));
+    if (!sub)
+      return make_error(errc::bad_reference, fmt::format("${{{}}} does not exist", ref));
+    return *sub;
+  };
   ref_lookup lookup = [&](std::string_view ref) -> caf::expected<json::value> {
+    if (ref.substr(0, 7) == "config.") {
+      auto rest = ref.substr(7);
+      auto dot = rest.find('.');
+      auto it = plan.config_values.find(rest.substr(0, dot));
+      if (it == plan.config_values.end())
+        return make_error(errc::bad_reference, fmt::format("${{{}}} does not exist", ref));
+      return walk(it->value(), ref, dot == std::string_view::npos ? dot : dot + 7);
+    }
     auto dot = ref.find('.');
     auto head = ref.substr(0, dot);
+    if (auto it = plan.variables.find(head); it != plan.variables.end())
+      return walk(it->value(), ref, dot);
     auto idx = app.step_index(head);
     if (idx < 0)
       return make_error(errc::bad_reference, fmt::format("${{{}}} does not exist", ref));
@@ -214,11 +255,7 @@ resolve_step_data_refs(const run_plan& plan, size_t index,
     return *sub;
   };
   json::object out;
-  for (const auto& kv : plan.steps[index].params) {
-    if (!has_refs(kv.value())) {
-      out.emplace(kv.key(), kv.value());
-      continue;
-    }
+  for (const auto& kv : ps.params) {
     auto v = resolve_refs(kv.value(), lookup);
     if (!v)
       return make_error(errc::bad_reference,

@@ -28,6 +28,9 @@ struct planned_step {
   const step_type* type = nullptr;
   /// Seconds before the step is failed as timed out.
   double timeout_s = 0;
+  /// True when the parameters reference earlier steps' data: `params` then
+  /// holds them as written, resolved in one pass when the step starts.
+  bool deferred = false;
 };
 
 struct run_plan {
@@ -61,8 +64,9 @@ caf::expected<run_plan> prepare_run(std::shared_ptr<const application> app,
                                     int log_level, const step_registry& registry,
                                     const plan_options& opts = {});
 
-/// Resolves the remaining ${step.path} references of step `index` against
-/// the data of finished steps (`data[i]` null when step i has none).
+/// The parameters of step `index` as the step receives them: for a deferred
+/// step, every reference (configuration, variables, finished steps' data)
+/// resolved in one pass; otherwise the planned parameters.
 caf::expected<json::object>
 resolve_step_data_refs(const run_plan& plan, size_t index,
                        const std::vector<std::shared_ptr<const json::value>>& data);

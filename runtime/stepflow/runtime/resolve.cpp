@@ -135,10 +135,13 @@ bool has_refs(const json::value& v) {
 
 const json::value* walk_path(const json::value& v, std::string_view path) {
   const json::value* cur = &v;
-  while (!path.empty()) {
+  // Every segment counts, empty ones too: "a.b." has an empty last segment.
+  bool more = !path.empty();
+  while (more) {
     auto dot = path.find('.');
     auto seg = path.substr(0, dot);
-    path = dot == std::string_view::npos ? std::string_view{} : path.substr(dot + 1);
+    more = dot != std::string_view::npos;
+    path = more ? path.substr(dot + 1) : std::string_view{};
     if (cur->is_object()) {
       auto it = cur->get_object().find(seg);
       if (it == cur->get_object().end())

@@ -228,6 +228,8 @@ caf::expected<std::vector<log_line>> run_store::logs(const std::string& task_id,
 }
 
 caf::expected<std::vector<run_record>> run_store::list(size_t limit) const {
+  if (limit == 0)
+    return std::vector<run_record>{};
   std::vector<std::string> ids;
   auto err = store_.scan(table::runs_by_time, {}, {}, true,
                          [&](std::string_view k, std::string_view) {
