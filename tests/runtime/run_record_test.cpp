@@ -192,11 +192,22 @@ TEST_CASE("a log line has time, level, level name and message") {
 
 // -- run_store -----------------------------------------------------------------------
 
+namespace {
+/// The run record plus step `index`'s ops in one batch.
+write_batch recorded(const run_store& rs, const run_record& r, size_t index,
+                     const std::vector<log_line>& logs, uint32_t first_seq) {
+  auto b = rs.record_ops(r);
+  for (auto& op : rs.step_ops(r, index, logs, first_seq))
+    b.push_back(std::move(op));
+  return b;
+}
+} // namespace
+
 TEST_CASE("a recorded run loads back with its fields and step data") {
   for_each_store([](kv_store& kv) {
     run_store rs(kv);
     auto r = sample_run("isapp-a", t0);
-    REQUIRE_FALSE(kv.write(rs.step_ops(r, 0, two_lines(), 0)));
+    REQUIRE_FALSE(kv.write(recorded(rs, r, 0, two_lines(), 0)));
     auto back = loaded(rs, "isapp-a");
     CHECK(back.task_id == "isapp-a");
     CHECK(back.application == "sync_devices");
@@ -246,7 +257,7 @@ TEST_CASE("a later update replaces the record") {
     r.ended_ns = t0 + 9 * sec;
     r.steps[1].status = step_status::failed;
     r.steps[1].error = "boom";
-    REQUIRE_FALSE(kv.write(rs.step_ops(r, 1, {}, 0)));
+    REQUIRE_FALSE(kv.write(recorded(rs, r, 1, {}, 0)));
     auto back = loaded(rs, "isapp-c");
     CHECK(back.status == run_status::success);
     CHECK(back.ended_ns == t0 + 9 * sec);
@@ -295,8 +306,8 @@ TEST_CASE("logs of one run never include another run's lines") {
   for_each_store([](kv_store& kv) {
     run_store rs(kv);
     // "isapp-e" is a prefix of "isapp-e2".
-    REQUIRE_FALSE(kv.write(rs.step_ops(sample_run("isapp-e", t0), 0, two_lines(), 0)));
-    REQUIRE_FALSE(kv.write(rs.step_ops(sample_run("isapp-e2", t0), 0, two_lines(), 0)));
+    REQUIRE_FALSE(kv.write(recorded(rs, sample_run("isapp-e", t0), 0, two_lines(), 0)));
+    REQUIRE_FALSE(kv.write(recorded(rs, sample_run("isapp-e2", t0), 0, two_lines(), 0)));
     auto logs = rs.logs("isapp-e", 0);
     REQUIRE(logs);
     CHECK(logs->size() == 2);
@@ -332,7 +343,7 @@ TEST_CASE("purge_before deletes older runs with their data and logs and keeps ne
     run_store rs(kv);
     for (auto [id, created] : {std::pair{"isapp-1", t0}, std::pair{"isapp-2", t0 + sec},
                                std::pair{"isapp-3", t0 + 2 * sec}})
-      REQUIRE_FALSE(kv.write(rs.step_ops(sample_run(id, created), 0, two_lines(), 0)));
+      REQUIRE_FALSE(kv.write(recorded(rs, sample_run(id, created), 0, two_lines(), 0)));
     auto n = rs.purge_before(t0 + 2 * sec);
     REQUIRE_MESSAGE(n, message_of(n.error()));
     CHECK(*n == 2);
@@ -367,7 +378,7 @@ TEST_CASE("an LMDB run store keeps runs across reopening") {
   {
     auto kv = lmdb_in(dir);
     run_store rs(*kv);
-    REQUIRE_FALSE(kv->write(rs.step_ops(sample_run("isapp-p", t0), 0, two_lines(), 0)));
+    REQUIRE_FALSE(kv->write(recorded(rs, sample_run("isapp-p", t0), 0, two_lines(), 0)));
   }
   auto kv = lmdb_in(dir);
   run_store rs(*kv);

@@ -23,7 +23,7 @@ enum class table : uint8_t {
   steps,          ///< step name -> step definition JSON
   runs,           ///< run id -> run record JSON
   runs_by_time,   ///< be64(created ns) + run id -> "" (timeline, retention)
-  step_state,     ///< run id + '\0' + be32(step index) -> step record JSON
+  step_state,     ///< run id + '\0' + be32(step index) -> step record JSON (with data)
   step_logs,      ///< run id + '\0' + be32(step index) + be32(seq) -> log line JSON
   cache,          ///< cache key -> be64(expiry ns, 0 = never) + JSON value
   cache_expiry,   ///< be64(expiry ns) + cache key -> ""

@@ -161,11 +161,18 @@ write_batch run_store::record_ops(const run_record& r) const {
 
 write_batch run_store::step_ops(const run_record& r, size_t index,
                                 const std::vector<log_line>& logs, uint32_t first_seq) const {
-  auto b = record_ops(r);
+  // Only this step: the cost of recording a step does not grow with the
+  // number of steps. load() merges step records over the run record.
+  write_batch b;
   const auto& s = r.steps[index];
   auto key = step_key(r.task_id, index);
-  if (s.data)
-    b.push_back({write_op::put, table::step_state, key, to_json(*s.data)});
+  json::object so{{"status", to_string(s.status)},
+                  {"started_ns", s.started_ns},
+                  {"ended_ns", s.ended_ns},
+                  {"error", s.error},
+                  {"log_count", s.log_count},
+                  {"data", s.data ? *s.data : json::value(nullptr)}};
+  b.push_back({write_op::put, table::step_state, key, to_json(so)});
   uint32_t seq = first_seq;
   for (const auto& l : logs)
     b.push_back({write_op::put, table::step_logs, key + be32(seq++), to_json(to_json(l))});
@@ -189,10 +196,21 @@ caf::expected<std::optional<run_record>> run_store::load(const std::string& task
     if (!d)
       return d.error();
     if (*d) {
-      auto v = parse_json(**d, "step data");
+      auto v = parse_json(**d, "step record");
       if (!v)
         return v.error();
-      rec->steps[i].data = std::make_shared<const json::value>(std::move(*v));
+      if (!v->is_object())
+        return make_error(errc::store_error, "corrupt step record");
+      auto& so = v->get_object();
+      auto& s = rec->steps[i];
+      if (auto st = parse_step_status(get_str(so, "status")))
+        s.status = *st;
+      s.started_ns = get_i64(so, "started_ns");
+      s.ended_ns = get_i64(so, "ended_ns");
+      s.error = get_str(so, "error");
+      s.log_count = static_cast<uint32_t>(get_i64(so, "log_count"));
+      if (auto it = so.find("data"); it != so.end() && !(it->value().is_null() && s.status != step_status::success))
+        s.data = std::make_shared<const json::value>(std::move(it->value()));
     }
   }
   return std::optional<run_record>{std::move(*rec)};

@@ -1,11 +1,14 @@
 #pragma once
 // A run (PowerFlow: task) and its steps as recorded in the store and shown by
 // the CLI and the REST API. Layout in the store:
-//   runs[task_id]                      the task object without step data
+//   runs[task_id]                      the task object without step data,
+//                                      written when the run starts and ends
 //   runs_by_time[be64(created)+id]     ""  (timeline order, retention)
-//   step_state[id '\0' be32(step)]     the step's output data (JSON)
+//   step_state[id '\0' be32(step)]     the step's record: {status, started_ns,
+//                                      ended_ns, error, log_count, data}
 //   step_logs[id '\0' be32(step) be32(seq)]  one log line (JSON)
-// Each update is one write batch, so a crash never leaves half a record.
+// Each update is one write batch, so a crash never leaves half a record;
+// load() merges step records over the run record.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -64,8 +67,8 @@ public:
 
   /// Ops that write the whole record (without step data).
   write_batch record_ops(const run_record& r) const;
-  /// Ops that write step `index` of `r`: the record, the step's data, and
-  /// `logs` numbered from `first_seq`.
+  /// Ops that write step `index` of `r` (its record with data) and `logs`
+  /// numbered from `first_seq`. The run record itself is not rewritten.
   write_batch step_ops(const run_record& r, size_t index, const std::vector<log_line>& logs,
                        uint32_t first_seq) const;
 
@@ -73,7 +76,8 @@ public:
   caf::expected<std::optional<run_record>> load(const std::string& task_id) const;
   /// Log lines of one step in order.
   caf::expected<std::vector<log_line>> logs(const std::string& task_id, size_t index) const;
-  /// Newest first, at most `limit`.
+  /// Newest first, at most `limit`; step statuses as of the last run record
+  /// (start or end), without step data.
   caf::expected<std::vector<run_record>> list(size_t limit) const;
   /// Deletes runs created before `cutoff_ns`; returns how many.
   caf::expected<uint64_t> purge_before(int64_t cutoff_ns);
