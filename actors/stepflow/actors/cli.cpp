@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "stepflow/actors/engine.hpp"
+#include "stepflow/actors/server.hpp"
 #include "stepflow/runtime/cache.hpp"
 #include "stepflow/runtime/clock.hpp"
 #include "stepflow/runtime/content.hpp"
@@ -30,6 +31,18 @@
 namespace fs = std::filesystem;
 
 namespace stepflow::actors {
+
+/// Default data directory: $STEPFLOW_DATA_DIR, else ~/.local/share/stepflow.
+std::string default_data_dir() {
+  if (const char* d = std::getenv("STEPFLOW_DATA_DIR"); d && *d)
+    return d;
+  if (const char* h = std::getenv("HOME"); h && *h)
+    return std::string(h) + "/.local/share/stepflow";
+  return "./stepflow-data";
+}
+
+caf::error load_bundled_syncpacks(std::vector<syncpack_content>& out,
+                                  const std::vector<std::string>& extra);
 
 namespace {
 
@@ -48,14 +61,6 @@ int fail(const std::string& sentence) {
   return exit_usage;
 }
 
-/// Default data directory: $STEPFLOW_DATA_DIR, else ~/.local/share/stepflow.
-std::string default_data_dir() {
-  if (const char* d = std::getenv("STEPFLOW_DATA_DIR"); d && *d)
-    return d;
-  if (const char* h = std::getenv("HOME"); h && *h)
-    return std::string(h) + "/.local/share/stepflow";
-  return "./stepflow-data";
-}
 
 /// The SyncPacks shipped with the binary: $STEPFLOW_SYNCPACKS_DIR, else a
 /// syncpacks/ folder beside or above the executable.
@@ -101,6 +106,20 @@ caf::error load_syncpacks(content_catalog& catalog, const std::vector<std::strin
   }
   return {};
 }
+
+} // namespace
+
+/// The --syncpack directories, then every bundled SyncPack.
+caf::error load_bundled_syncpacks(std::vector<syncpack_content>& out,
+                                  const std::vector<std::string>& extra) {
+  content_catalog catalog;
+  if (auto err = load_syncpacks(catalog, extra, true))
+    return err;
+  out = catalog.syncpacks();
+  return {};
+}
+
+namespace {
 
 bool looks_like_file(const std::string& s) {
   std::error_code ec;
@@ -431,6 +450,28 @@ int run_cli(int argc, char** argv, const cli_environment& env) {
   auto* steps = app.add_subcommand("steps", "List the step types this build provides");
   steps->add_flag("--json", steps_json, "Print as JSON");
 
+  serve_options so;
+  if (const char* r = std::getenv("STEPFLOW_RETENTION_DAYS"); r && *r)
+    so.retention_days = std::atoi(r);
+  auto* serve = app.add_subcommand("serve", "Run the server: PowerFlow REST API, queues, workers");
+  serve->add_option("--listen", so.listen, "HOST:PORT to listen on (default 127.0.0.1:8080)");
+  serve->add_option("--data-dir", so.data_dir, "Store directory");
+  serve->add_option("--workers", so.workers, "Runs at once per queue (default 64)");
+  serve->add_option("--queue-workers", so.queue_workers,
+                    "Workers of one queue, NAME=N (repeatable; 0 keeps its runs queued)");
+  serve->add_option("--max-queue-depth", so.max_queue_depth,
+                    "Accepted but unfinished runs before POST .../run answers 503");
+  serve->add_option("--http-threads", so.http_threads, "HTTP I/O threads (default 1)");
+  serve->add_option("--tls-cert", so.tls_cert, "PEM certificate chain (enables TLS)");
+  serve->add_option("--tls-key", so.tls_key, "PEM private key");
+  serve->add_option("--syncpack", so.syncpacks, "Install a SyncPack directory (repeatable)");
+  serve->add_option("--port-file", so.port_file, "Write the bound port to this file");
+  serve->add_option("--shutdown-grace", so.shutdown_grace_s,
+                    "Seconds running runs get to finish on SIGTERM (default 10)");
+  serve->add_option("--retention-days", so.retention_days, "Delete runs older than this (default 7)");
+  bool no_sync = false;
+  serve->add_flag("--no-sync", no_sync, "Do not fsync commits (benchmarks only: loses durability)");
+
   auto* help = app.add_subcommand("help", "Show this help");
 
   try {
@@ -455,6 +496,10 @@ int run_cli(int argc, char** argv, const cli_environment& env) {
       return cmd_validate(vfiles, env);
     if (steps->parsed())
       return cmd_steps(env, steps_json);
+    if (serve->parsed()) {
+      so.sync = !no_sync;
+      return run_server(so, env);
+    }
     (void) help; // "stepflow help" and no command both print the overview
     std::cout << app.get_formatter()->make_help(&app, "stepflow", CLI::AppFormatMode::Normal);
     return exit_ok;

@@ -30,6 +30,10 @@ struct run_observer {
   std::function<void(const run_record& r, size_t index)> on_step_end;
   /// The run ended; called after its final record was committed.
   std::function<void(const run_record& r)> on_done;
+  /// Extra changes committed atomically with the run's final record (the
+  /// server removes the run's queue entry here, so a run is either finished
+  /// and dequeued, or neither).
+  write_batch final_ops;
 };
 
 class engine {

@@ -143,10 +143,14 @@ void finish_run(sup_ptr self) {
     if (init->on_exit)
       init->on_exit(snapshot->task_id);
   };
-  if (init->services.store)
-    persist(self, run_store{*init->services.store}.record_ops(rec), done);
-  else
+  if (init->services.store) {
+    auto batch = run_store{*init->services.store}.record_ops(rec);
+    for (auto& op : init->obs.final_ops)
+      batch.push_back(std::move(op));
+    persist(self, std::move(batch), done);
+  } else {
     done();
+  }
   self->quit();
 }
 

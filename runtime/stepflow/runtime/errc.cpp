@@ -21,6 +21,8 @@ std::string_view to_string(errc x) noexcept {
     case errc::invalid_argument: return "invalid_argument";
     case errc::already_exists: return "already_exists";
     case errc::internal: return "internal";
+    case errc::unavailable: return "unavailable";
+    case errc::conflict: return "conflict";
   }
   return "unknown";
 }

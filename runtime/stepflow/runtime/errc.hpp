@@ -44,6 +44,12 @@ enum class errc : uint8_t {
   already_exists,
   /// Internal invariant violated; a bug.
   internal,
+  /// The service cannot take the request now (queue full, shutting down);
+  /// the caller may retry later.
+  unavailable,
+  /// The operation conflicts with the current state (e.g. revoking a task
+  /// that already ended).
+  conflict,
 };
 
 std::string_view to_string(errc x) noexcept;

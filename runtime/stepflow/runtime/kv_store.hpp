@@ -27,9 +27,11 @@ enum class table : uint8_t {
   step_logs,      ///< run id + '\0' + be32(step index) + be32(seq) -> log line JSON
   cache,          ///< cache key -> be64(expiry ns, 0 = never) + JSON value
   cache_expiry,   ///< be64(expiry ns) + cache key -> ""
-  meta,           ///< store-level settings (schema version, ...)
+  meta,           ///< store-level settings (schema version, admin user, ...)
+  queue,          ///< queue name + '\0' + be32(255 - priority) + be64(seq) -> task id:
+                  ///< runs accepted and not yet finished (the durable queue)
 };
-inline constexpr int table_count = 10;
+inline constexpr int table_count = 11;
 
 std::string_view table_name(table t) noexcept;
 

@@ -94,6 +94,7 @@ json::value to_json(const run_record& r, bool with_data) {
                  {"log_level", r.log_level},
                  {"configuration", r.configuration},
                  {"queue", r.queue},
+                 {"priority", r.priority},
                  {"params", r.params},
                  {"created", format_time(r.created_ns)},
                  {"started", r.started_ns ? json::value(format_time(r.started_ns)) : nullptr},
@@ -122,6 +123,7 @@ caf::expected<run_record> from_json(const json::value& v) {
   r.application = get_str(o, "application");
   r.configuration = get_str(o, "configuration");
   r.queue = get_str(o, "queue");
+  r.priority = static_cast<int>(get_i64(o, "priority"));
   if (auto it = o.find("params"); it != o.end() && it->value().is_object())
     r.params = it->value().get_object();
   r.log_level = static_cast<int>(get_i64(o, "log_level"));

@@ -38,6 +38,8 @@ struct run_record {
   std::string application;
   std::string configuration;
   std::string queue = "default";
+  /// 0 (lowest) .. 9 (highest): order within the queue.
+  int priority = 0;
   json::object params;
   int log_level = 20;
   run_status status = run_status::pending;
