@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include "stepflow/actors/client.hpp"
 #include "stepflow/actors/engine.hpp"
 #include "stepflow/actors/server.hpp"
 #include "stepflow/runtime/cache.hpp"
@@ -420,6 +421,8 @@ int cmd_steps(const cli_environment& env, bool as_json) {
 } // namespace
 
 int run_cli(int argc, char** argv, const cli_environment& env) {
+  if (wants_client(argc, argv))
+    return run_client(argc, argv, env);
   CLI::App app{"stepflow: run PowerFlow-compatible integration applications", "stepflow"};
   app.require_subcommand(0, 1);
   app.set_version_flag("--version", "stepflow " + env.version);

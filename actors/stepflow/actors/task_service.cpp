@@ -4,6 +4,8 @@
 #include <condition_variable>
 #include <mutex>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -135,8 +137,8 @@ struct task_service::impl {
 
   mutable std::mutex mtx;
   std::map<std::string, queue_state> queues;
-  std::map<std::string, ticket> pending; ///< waiting for a worker, by task id
-  std::set<std::string> running_ids;
+  std::unordered_map<std::string, ticket> pending; ///< waiting for a worker, by task id
+  std::unordered_set<std::string> running_ids;
   std::map<std::string, std::vector<waiter>> waiters;
   size_t depth = 0; ///< accepted and not finished
   bool dispatching = true;
