@@ -70,11 +70,9 @@ step_actor_impl(step_actor::stateful_pointer<step_actor_state> self, run_supervi
     caf::anon_send(me, outcome_atom::value,
                    step_outcome_ptr{std::make_shared<const step_outcome>(std::move(o))});
   };
-  auto ms = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
-  self->delayed_send(self, ms, timeout_atom::value);
   self->send(self, go_atom::value);
   return {
-    [type, ctx, done, c, report](go_atom) {
+    [self, type, ctx, done, c, report, timeout_s](go_atom) {
       c->runner = std::this_thread::get_id();
       c->in_run = true;
       try {
@@ -85,8 +83,14 @@ step_actor_impl(step_actor::stateful_pointer<step_actor_state> self, run_supervi
         done(step_outcome::failure("step threw an unknown exception"));
       }
       c->in_run = false;
-      if (c->inline_outcome)
+      if (c->inline_outcome) {
         report(std::move(*c->inline_outcome));
+        return;
+      }
+      // Still running (waiting on I/O): arm the timeout. Steps that finish
+      // inside run() never touch the timer thread.
+      auto ms = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+      self->delayed_send(self, ms, timeout_atom::value);
     },
     [report](outcome_atom, step_outcome_ptr o) { report(*o); },
     [report, ctx, c, timeout_s](timeout_atom) {
@@ -108,6 +112,8 @@ struct run_state {
   std::vector<step_actor> actors;
   std::vector<uint32_t> log_seq;
   bool finished = false;
+  std::shared_ptr<const json::object> variables;
+  std::shared_ptr<const json::object> config_values;
 };
 
 using sup_ptr = run_supervisor_actor::stateful_pointer<run_state>;
@@ -188,11 +194,12 @@ void record_end(sup_ptr self, size_t i, step_status status, step_outcome outcome
   sr.log_count = st.log_seq[i];
   st.ctxs[i].reset();
   auto init = st.init;
-  auto snapshot = std::make_shared<run_record>(rec);
-  auto notify = [init, snapshot, i] {
-    if (init->obs.on_step_end)
-      init->obs.on_step_end(*snapshot, i);
-  };
+  std::function<void()> notify = [] {};
+  if (init->obs.on_step_end) {
+    // Only observers that ask for per-step callbacks pay for a snapshot.
+    auto snapshot = std::make_shared<run_record>(rec);
+    notify = [init, snapshot, i] { init->obs.on_step_end(*snapshot, i); };
+  }
   if (init->services.store)
     persist(self, run_store{*init->services.store}.step_ops(rec, i, logs, first), notify);
   else
@@ -222,7 +229,7 @@ void start_step(sup_ptr self, size_t i) {
   st.dag->mark_running(i);
   sr.status = step_status::running;
   sr.started_ns = now;
-  auto params = resolve_step_data_refs(init.plan, i, st.data);
+  auto params = take_step_params(init.plan, i, st.data);
   if (!params) {
     step_finished fin;
     fin.index = static_cast<uint32_t>(i);
@@ -240,8 +247,8 @@ void start_step(sup_ptr self, size_t i) {
   for (auto p : app.preds[i])
     if (st.data[p])
       ctx->inputs.emplace_back(app.steps[p].name, st.data[p]);
-  ctx->app_variables = init.plan.variables;
-  ctx->configuration = init.plan.config_values;
+  ctx->app_variables = st.variables;
+  ctx->configuration = st.config_values;
   ctx->log_level = init.plan.log_level;
   ctx->services = init.services;
   st.ctxs[i] = ctx;
@@ -281,6 +288,9 @@ run_supervisor_actor::behavior_type run_supervisor_impl(sup_ptr self,
   st.ctxs.resize(n);
   st.actors.resize(n);
   st.log_seq.assign(n, 0);
+  // One copy per run (deferred steps still resolve against the plan's own).
+  st.variables = std::make_shared<const json::object>(st.init->plan.variables);
+  st.config_values = std::make_shared<const json::object>(st.init->plan.config_values);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     for (size_t i = 0; i < st.actors.size(); ++i)

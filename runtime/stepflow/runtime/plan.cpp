@@ -266,6 +266,15 @@ resolve_step_data_refs(const run_plan& plan, size_t index,
   return out;
 }
 
+caf::expected<json::object>
+take_step_params(run_plan& plan, size_t index,
+                 const std::vector<std::shared_ptr<const json::value>>& data) {
+  auto& ps = plan.steps[index];
+  if (!ps.deferred)
+    return std::move(ps.params);
+  return resolve_step_data_refs(plan, index, data);
+}
+
 // -- dag_state ----------------------------------------------------------------
 
 dag_state::dag_state(const application& app)

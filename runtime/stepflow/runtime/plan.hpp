@@ -71,6 +71,12 @@ caf::expected<json::object>
 resolve_step_data_refs(const run_plan& plan, size_t index,
                        const std::vector<std::shared_ptr<const json::value>>& data);
 
+/// Like resolve_step_data_refs, but moves a non-deferred step's parameters
+/// out of the plan instead of copying them (each step starts once).
+caf::expected<json::object>
+take_step_params(run_plan& plan, size_t index,
+                 const std::vector<std::shared_ptr<const json::value>>& data);
+
 /// Which steps may run. A step starts once every step feeding it has ended:
 /// it runs when none of them failed (or was skipped because of a failure)
 /// and at least one succeeded or it has no inputs; it is skipped otherwise.

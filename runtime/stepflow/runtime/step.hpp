@@ -54,10 +54,13 @@ public:
   json::object params;
   /// Data saved by previous steps that feed this one, in application order.
   std::vector<std::pair<std::string, std::shared_ptr<const json::value>>> inputs;
-  /// The run's application variables (defaults overridden by run parameters).
-  json::object app_variables;
-  /// The aligned configuration's values by name (decrypted).
-  json::object configuration;
+  /// The run's application variables (defaults overridden by run
+  /// parameters); shared by every step of the run, never null when run by
+  /// the engine.
+  std::shared_ptr<const json::object> app_variables;
+  /// The aligned configuration's values by name (decrypted); shared like
+  /// app_variables.
+  std::shared_ptr<const json::object> configuration;
   /// Lines below this level are dropped.
   int log_level = 20;
 
