@@ -532,8 +532,55 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
     std::string type(it->value().get_string());
     if (!svc.registry().find(type))
       return respond(error_reply(404, fmt::format("no step type named {}", quote_json(type))));
-    return respond(error_reply(501, "POST /steps/run is planned; run the step inside an "
-                                    "application meanwhile"));
+    // An ad-hoc application: optional "input" data feeding the step.
+    json::object step{{"name", type}, {"file", type}};
+    if (auto pit = body->find("params"); pit != body->end() && !pit->value().is_null()) {
+      if (!pit->value().is_object())
+        return respond(field_error("params", "must be an object of step parameters"));
+      for (auto& kv : pit->value().get_object())
+        if (!is_reserved_step_key(kv.key()))
+          step[kv.key()] = kv.value();
+    }
+    json::array steps;
+    if (auto iit = body->find("input"); iit != body->end()) {
+      steps.push_back(json::object{{"name", "input"}, {"file", "StaticData"},
+                                   {"data", iit->value()}, {"output_to", json::array{json::string(type)}}});
+      if (type == "input")
+        return respond(field_error("name", "a step type named \"input\" cannot take input data"));
+    }
+    steps.push_back(std::move(step));
+    auto app_id = fmt::format("step_run_{}", type);
+    auto app = parse_application(json::object{{"name", app_id}, {"steps", std::move(steps)}},
+                                 "step run", app_id);
+    if (!app)
+      return respond(error_reply(400, message_of(app.error()), json::object{{"field", "params"}}));
+    run_request rr;
+    rr.application = app_id;
+    rr.adhoc = std::make_shared<const application>(std::move(*app));
+    if (auto e = read_run_options(*body, rr))
+      return respond(std::move(*e));
+    rr.params.clear(); // "params" are the step's parameters here, not variables
+    int wait_s = 30;
+    if (auto w = req.query_param("wait")) {
+      http_reply werr;
+      auto ws = read_wait(req, 30, werr);
+      if (!ws)
+        return respond(std::move(werr));
+      wait_s = *ws;
+    }
+    svc.submit(std::move(rr), [respond, wait_s, &svc](caf::expected<run_record> rec) {
+      if (!rec)
+        return respond(reply_for(rec.error()));
+      svc.wait(rec->task_id, std::chrono::seconds(wait_s),
+               [respond, id = rec->task_id](std::optional<run_record> r) {
+                 if (!r)
+                   return respond(error_reply(404, fmt::format("no task named {}", quote_json(id))));
+                 bool ended = r->status == run_status::success || r->status == run_status::failed
+                              || r->status == run_status::revoked;
+                 respond(json_reply(ended ? 200 : 202, to_json(*r, true)));
+               });
+    });
+    return;
   }
   if (is({"steps", "*"})) {
     if (m == "GET") {

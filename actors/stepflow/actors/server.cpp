@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -123,6 +125,13 @@ int run_server(const serve_options& o, const cli_environment& env) {
       return fail(fmt::format("--queue-workers {}: N must be a number", quote_json(qw)));
     }
   }
+  // Check the TLS files before anything is created (the first start prints the
+  // generated admin password once; a failed start must not swallow it).
+  for (const auto& f : {o.tls_cert, o.tls_key})
+    if (!f.empty() && access(f.c_str(), R_OK) != 0)
+      return fail(fmt::format("cannot read TLS file {}: {}", f, std::strerror(errno)));
+  if (o.tls_cert.empty() != o.tls_key.empty())
+    return fail("TLS needs both --tls-cert and --tls-key");
   // Store and secrets.
   store_options so;
   so.path = o.data_dir.empty() ? default_data_dir() : o.data_dir;

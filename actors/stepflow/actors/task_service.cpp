@@ -398,7 +398,7 @@ caf::expected<bool> task_service::erase_configuration(const std::string& name) {
 
 void task_service::submit(run_request req, std::function<void(caf::expected<run_record>)> done) {
   auto& p = *impl_;
-  auto app = find_application(req.application);
+  auto app = req.adhoc ? req.adhoc : find_application(req.application);
   if (!app) {
     done(make_error(errc::not_found,
                     fmt::format("no application named {}", quote_json(req.application))));

@@ -52,6 +52,10 @@ struct run_request {
   int priority = 0;
   int log_level = -1; ///< -1 = from params.loglevel or the default
   std::string parent_task;
+  /// Runs this application instead of looking `application` up (POST
+  /// /steps/run). It lives only in memory: after a crash such a run fails
+  /// with "application ... no longer exists" instead of running again.
+  std::shared_ptr<const stepflow::application> adhoc;
 };
 
 /// Transforms a configuration after it is read and before a run uses it
