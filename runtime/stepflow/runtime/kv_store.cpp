@@ -100,4 +100,20 @@ uint32_t read_be32(std::string_view s) noexcept {
   return decode_be<uint32_t>(s);
 }
 
+bool starts_with(std::string_view s, std::string_view prefix) noexcept {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+/// The smallest key greater than every key starting with `prefix`;
+/// std::nullopt when there is none (empty prefix or all 0xFF bytes).
+std::optional<std::string> prefix_successor(std::string_view prefix) {
+  std::string s(prefix);
+  while (!s.empty() && static_cast<unsigned char>(s.back()) == 0xFF)
+    s.pop_back();
+  if (s.empty())
+    return std::nullopt;
+  s.back() = static_cast<char>(static_cast<unsigned char>(s.back()) + 1);
+  return s;
+}
+
 } // namespace stepflow

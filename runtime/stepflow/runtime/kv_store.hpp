@@ -107,4 +107,11 @@ std::string be32(uint32_t x);
 uint64_t read_be64(std::string_view s) noexcept; ///< first 8 bytes
 uint32_t read_be32(std::string_view s) noexcept; ///< first 4 bytes
 
+/// True if `s` begins with `prefix`.
+bool starts_with(std::string_view s, std::string_view prefix) noexcept;
+
+/// The smallest key greater than every key starting with `prefix`;
+/// std::nullopt when there is none (empty prefix or all 0xFF bytes).
+std::optional<std::string> prefix_successor(std::string_view prefix);
+
 } // namespace stepflow
