@@ -4,6 +4,8 @@
 #include <map>
 #include <mutex>
 
+#include <caf/logger.hpp>
+
 #include "stepflow/actors/run_protocol.hpp"
 
 namespace stepflow::actors {
@@ -53,6 +55,13 @@ void engine::start(run_plan plan, run_record rec, run_observer obs) {
   };
   std::lock_guard<std::mutex> guard{impl_->mtx};
   auto sup = spawn_run_supervisor(*impl_->sys, std::move(init));
+  // CAF 0.17's spawn stores a strong reference to the system's logger in a
+  // thread-local of the calling thread, and ~actor_system waits until the
+  // logger is destroyed. start() runs on threads CAF does not own (the
+  // store's writer thread, the service's timer thread) that outlive the
+  // engine, so without this the engine's destructor (and a graceful
+  // `stepflow serve` shutdown) hangs forever after the first run.
+  caf::logger::set_current_actor_system(nullptr);
   impl_->runs.emplace(id, sup);
 }
 
