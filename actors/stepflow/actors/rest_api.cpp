@@ -21,7 +21,7 @@ namespace {
 http_reply json_reply(int status, const json::value& v) {
   http_reply r;
   r.status = status;
-  r.body = to_json(v);
+  r.body = to_display_json(v);
   return r;
 }
 
@@ -475,6 +475,26 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
       auto cfg = parse_configuration(*body, fmt::format("configuration {}", quote_json(name)), name);
       if (!cfg)
         return respond(error_reply(400, message_of(cfg.error()), json::object{{"field", "body"}}));
+      // A configuration fetched from the API and posted back carries masked
+      // secrets: keep the stored (encrypted) value for those entries.
+      {
+        auto old = svc.find_configuration(cfg->name);
+        auto& raw_data = cfg->raw["configuration_data"];
+        for (size_t i = 0; i < cfg->data.size(); ++i) {
+          auto& e = cfg->data[i];
+          if (!e.encrypted || !e.value.is_string() || e.value.get_string() != "********")
+            continue;
+          const config_entry* prev = old ? old->find(e.name) : nullptr;
+          if (!prev || !prev->encrypted)
+            return respond(field_error(fmt::format("configuration_data[{}].value", i),
+                                       "is the mask \"********\"; send the real value (there "
+                                       "is no stored value to keep)"));
+          e.value = prev->value;
+          if (raw_data.is_array() && i < raw_data.get_array().size()
+              && raw_data.get_array()[i].is_object())
+            raw_data.get_array()[i].get_object()["value"] = prev->value;
+        }
+      }
       if (ctx_.encrypt_config) {
         auto enc = ctx_.encrypt_config(std::move(*cfg));
         if (!enc)

@@ -28,8 +28,16 @@ void line_col(std::string_view text, size_t offset, size_t& line, size_t& col) {
   }
 }
 
+/// indent < 0: compact.
 void pretty(std::string& out, const json::value& v, int indent) {
-  auto pad = [&](int n) { out.append(static_cast<size_t>(n) * 2, ' '); };
+  bool compact = indent < 0;
+  auto pad = [&](int n) {
+    if (!compact)
+      out.append(static_cast<size_t>(n) * 2, ' ');
+  };
+  const char* nl = compact ? "" : "\n";
+  const char* sep = compact ? ":" : ": ";
+  int inner = compact ? -1 : indent + 1;
   switch (v.kind()) {
     case json::kind::object: {
       const auto& o = v.get_object();
@@ -37,18 +45,21 @@ void pretty(std::string& out, const json::value& v, int indent) {
         out += "{}";
         return;
       }
-      out += "{\n";
+      out += "{";
+      out += nl;
       bool first = true;
       for (const auto& kv : o) {
-        if (!first)
-          out += ",\n";
+        if (!first) {
+          out += ",";
+          out += nl;
+        }
         first = false;
         pad(indent + 1);
         out += json::serialize(json::string_view{kv.key()});
-        out += ": ";
-        pretty(out, kv.value(), indent + 1);
+        out += sep;
+        pretty(out, kv.value(), inner);
       }
-      out += "\n";
+      out += nl;
       pad(indent);
       out += "}";
       return;
@@ -59,16 +70,19 @@ void pretty(std::string& out, const json::value& v, int indent) {
         out += "[]";
         return;
       }
-      out += "[\n";
+      out += "[";
+      out += nl;
       bool first = true;
       for (const auto& e : a) {
-        if (!first)
-          out += ",\n";
+        if (!first) {
+          out += ",";
+          out += nl;
+        }
         first = false;
         pad(indent + 1);
-        pretty(out, e, indent + 1);
+        pretty(out, e, inner);
       }
-      out += "\n";
+      out += nl;
       pad(indent);
       out += "]";
       return;
@@ -149,6 +163,12 @@ caf::expected<json::value> load_json_file(const std::string& path) {
 
 std::string to_json(const json::value& v) {
   return json::serialize(v);
+}
+
+std::string to_display_json(const json::value& v) {
+  std::string out;
+  pretty(out, v, -1);
+  return out;
 }
 
 std::string to_pretty_json(const json::value& v) {

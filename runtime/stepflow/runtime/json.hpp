@@ -29,6 +29,10 @@ caf::expected<json::value> load_json_file(const std::string& path);
 /// Compact serialisation.
 std::string to_json(const json::value& v);
 
+/// Compact serialisation for people and API clients: like to_json, but
+/// numbers print as plain decimals ("0.000266", not "2.66E-4").
+std::string to_display_json(const json::value& v);
+
 /// Indented serialisation for people (two spaces).
 std::string to_pretty_json(const json::value& v);
 
