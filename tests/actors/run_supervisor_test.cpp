@@ -543,16 +543,16 @@ TEST_CASE("with a store, the run record, step data and logs are persisted") {
     CHECK(lr.steps[2].error == "nope");
     REQUIRE(lr.steps[2].data);
     CHECK(*lr.steps[2].data == parse(R"({"why": "nope"})"));
-    // Logs: the runtime's start line and the step's own line.
+    // Logs: the step's own line and the runtime's "stop B|<seconds>" line.
     auto logs = rs.logs(id, 1);
     REQUIRE_MESSAGE(logs, message_of(logs.error()));
-    bool saw_echo = false, saw_start = false;
+    bool saw_echo = false, saw_stop = false;
     for (const auto& l : *logs) {
       saw_echo = saw_echo || l.message == "echo B";
-      saw_start = saw_start || l.message.find("start B") != std::string::npos;
+      saw_stop = saw_stop || l.message.rfind("stop B|", 0) == 0;
     }
     CHECK(saw_echo);
-    CHECK(saw_start);
+    CHECK(saw_stop);
     CHECK(lr.steps[1].log_count == logs->size());
     auto err_logs = rs.logs(id, 2);
     REQUIRE(err_logs);

@@ -101,9 +101,9 @@ std::vector<std::string> listed_ids(const run_store& rs, size_t limit) {
 
 // -- task ids and JSON ---------------------------------------------------------------
 
-TEST_CASE("task ids are isapp- followed by a version 4 UUID") {
+TEST_CASE("task ids are isapp- followed by a time-ordered version 7 UUID") {
   static const std::regex uuid4(
-    "isapp-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}");
+    "isapp-[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}");
   std::set<std::string> seen;
   for (int i = 0; i < 200; ++i) {
     auto id = new_task_id();

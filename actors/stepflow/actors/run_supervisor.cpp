@@ -261,7 +261,10 @@ void start_step(sup_ptr self, size_t i) {
     on_finished(self, fin);
     return;
   }
-  ctx->log(log_level::info, fmt::format("start {}", ctx->step_name));
+  // PowerFlow logs "stop <step>|<seconds>" at the end; the start line is
+  // only kept in debug runs (it costs a stored line per step).
+  if (ctx->log_level <= log_level::debug)
+    ctx->log(log_level::debug, fmt::format("start {}", ctx->step_name));
   auto sup = caf::actor_cast<run_supervisor_actor>(self);
   auto a = self->home_system().spawn(step_actor_impl, sup, static_cast<uint32_t>(i), ps.type, ctx, ps.timeout_s);
   self->monitor(a);

@@ -6,7 +6,7 @@
 //   runs_by_time[be64(created)+id]     ""  (timeline order, retention)
 //   step_state[id '\0' be32(step)]     the step's record: {status, started_ns,
 //                                      ended_ns, error, log_count, data}
-//   step_logs[id '\0' be32(step) be32(seq)]  one log line (JSON)
+//   step_logs[id '\0' be32(step) be32(seq)]  one log line {time_ns, level, message}
 // Each update is one write batch, so a crash never leaves half a record;
 // load() merges step records over the run record.
 #include <cstdint>
@@ -53,7 +53,7 @@ struct run_record {
   std::vector<step_record> steps;
 };
 
-/// "isapp-" + a random UUID v4.
+/// "isapp-" + a UUID version 7 (time-ordered, random low bits).
 std::string new_task_id();
 
 /// The task object. With `with_data`, every step carries its "data".
