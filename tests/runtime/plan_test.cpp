@@ -599,3 +599,46 @@ TEST_CASE("statuses have PowerFlow's names") {
   CHECK(to_string(run_status::failed) == "failed");
   CHECK(to_string(run_status::revoked) == "revoked");
 }
+
+TEST_CASE("a branch not taken skips only the steps reachable through it") {
+  // A feeds B and C; C's branch is not taken. D joins B and C and still runs
+  // (reachable through B); E hangs only off C and is skipped.
+  auto app = app_of(R"({"name": "app", "steps": [
+    {"name": "A", "file": "Log", "output_to": ["B", "C"]},
+    {"name": "B", "file": "Log", "output_to": ["D"]},
+    {"name": "C", "file": "Log", "output_to": ["D", "E"]},
+    {"name": "D", "file": "Log"},
+    {"name": "E", "file": "Log"}]})");
+  dag_state dag(*app);
+  auto t = dag.start();
+  REQUIRE(t.ready == std::vector<size_t>{0});
+  dag.mark_running(0);
+  t = dag.finish(0, true, {2}); // A -> C not taken
+  CHECK(t.ready == std::vector<size_t>{1});
+  CHECK(dag.status(2) == step_status::skipped);
+  CHECK(dag.status(4) == step_status::skipped);
+  CHECK(dag.status(3) == step_status::pending);
+  dag.mark_running(1);
+  t = dag.finish(1, true);
+  CHECK(t.ready == std::vector<size_t>{3});
+  dag.mark_running(3);
+  dag.finish(3, true);
+  CHECK(dag.done());
+  CHECK(dag.final_status() == run_status::success);
+}
+
+TEST_CASE("when every branch into a step is not taken the step is skipped, not failed") {
+  auto app = app_of(R"({"name": "app", "steps": [
+    {"name": "If", "file": "Log", "output_to": ["Then", "Else"]},
+    {"name": "Then", "file": "Log"},
+    {"name": "Else", "file": "Log"}]})");
+  dag_state dag(*app);
+  dag.start();
+  dag.mark_running(0);
+  auto t = dag.finish(0, true, {2});
+  CHECK(t.ready == std::vector<size_t>{1});
+  CHECK(t.skipped == std::vector<size_t>{2});
+  dag.mark_running(1);
+  dag.finish(1, true);
+  CHECK(dag.final_status() == run_status::success);
+}

@@ -214,9 +214,16 @@ void on_finished(sup_ptr self, const step_finished& fin) {
   if (i >= st.ctxs.size() || st.dag->status(i) != step_status::running)
     return; // late report after terminate
   bool ok = fin.outcome.ok;
+  std::vector<size_t> not_taken;
+  const auto& app = *st.init->plan.app;
+  for (const auto& name : fin.outcome.not_taken) {
+    auto idx = app.step_index(name);
+    if (idx >= 0)
+      not_taken.push_back(static_cast<size_t>(idx));
+  }
   record_end(self, i, ok ? step_status::success : step_status::failed, fin.outcome, fin.logs,
              fin.started_ns, fin.ended_ns);
-  launch(self, st.dag->finish(i, ok));
+  launch(self, st.dag->finish(i, ok, not_taken));
   finish_run(self);
 }
 
@@ -247,6 +254,8 @@ void start_step(sup_ptr self, size_t i) {
   for (auto p : app.preds[i])
     if (st.data[p])
       ctx->inputs.emplace_back(app.steps[p].name, st.data[p]);
+  for (auto s : app.succs[i])
+    ctx->outputs.push_back(app.steps[s].name);
   ctx->app_variables = st.variables;
   ctx->configuration = st.config_values;
   ctx->log_level = init.plan.log_level;

@@ -309,7 +309,7 @@ void dag_state::settle(size_t i, transition& t) {
       }
       if (st == step_status::failed || (st == step_status::skipped && failure_skip_[p]))
         any_failure = true;
-      if (st == step_status::success)
+      if (st == step_status::success && edge_taken(p, s))
         any_success = true;
     }
     if (!all_ended)
@@ -325,8 +325,17 @@ void dag_state::settle(size_t i, transition& t) {
   }
 }
 
-dag_state::transition dag_state::finish(size_t i, bool ok) {
+bool dag_state::edge_taken(size_t from, size_t to) const noexcept {
+  for (const auto& e : not_taken_)
+    if (e.first == from && e.second == to)
+      return false;
+  return true;
+}
+
+dag_state::transition dag_state::finish(size_t i, bool ok, const std::vector<size_t>& not_taken) {
   transition t;
+  for (auto s : not_taken)
+    not_taken_.emplace_back(i, s);
   status_[i] = ok ? step_status::success : step_status::failed;
   settle(i, t);
   return t;

@@ -79,7 +79,9 @@ take_step_params(run_plan& plan, size_t index,
 
 /// Which steps may run. A step starts once every step feeding it has ended:
 /// it runs when none of them failed (or was skipped because of a failure)
-/// and at least one succeeded or it has no inputs; it is skipped otherwise.
+/// and at least one succeeded through a taken edge; it is skipped otherwise
+/// (so steps reachable only through branches not taken are skipped, and a
+/// step reachable through any taken branch still runs).
 class dag_state {
 public:
   explicit dag_state(const application& app);
@@ -92,8 +94,10 @@ public:
   /// Steps with no inputs.
   transition start();
   void mark_running(size_t i);
-  /// Records the end of a running step.
-  transition finish(size_t i, bool ok);
+  /// Records the end of a running step. `not_taken` lists successors of i
+  /// whose edge from i is a branch not taken (flow control): for them, i
+  /// counts as if it had been skipped.
+  transition finish(size_t i, bool ok, const std::vector<size_t>& not_taken = {});
   /// Skips step i as a branch not taken (flow control), with everything
   /// reachable only through it.
   transition skip_branch(size_t i);
@@ -108,7 +112,9 @@ public:
 
 private:
   void settle(size_t i, transition& t);
+  bool edge_taken(size_t from, size_t to) const noexcept;
   const application& app_;
+  std::vector<std::pair<size_t, size_t>> not_taken_; ///< edges (from, to)
   std::vector<step_status> status_;
   std::vector<bool> failure_skip_;
   bool revoked_ = false;

@@ -52,6 +52,8 @@ public:
   // -- inputs -----------------------------------------------------------------
   /// The step's parameters with every ${...} reference resolved.
   json::object params;
+  /// Names of the steps this one feeds (flow-control steps choose among them).
+  std::vector<std::string> outputs;
   /// Data saved by previous steps that feed this one, in application order.
   std::vector<std::pair<std::string, std::shared_ptr<const json::value>>> inputs;
   /// The run's application variables (defaults overridden by run
@@ -103,6 +105,9 @@ struct step_outcome {
   json::value data;
   /// One sentence when !ok.
   std::string error;
+  /// Flow control: names of the steps this step feeds whose branch is not
+  /// taken (they, and what only they lead to, end as skipped).
+  std::vector<std::string> not_taken;
 
   static step_outcome success(json::value data) { return {true, std::move(data), {}}; }
   static step_outcome failure(std::string why, json::value data = nullptr) {
