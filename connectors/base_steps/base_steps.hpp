@@ -20,5 +20,10 @@ std::shared_ptr<const step_type> make_cache_save_step();
 std::shared_ptr<const step_type> make_cache_read_step();
 std::shared_ptr<const step_type> make_cache_delete_step();
 std::shared_ptr<const step_type> make_direct_cache_read_step();
+/// Transform / JinjaTemplateDataRender: render a Jinja2 template over inputs.
+std::shared_ptr<const step_type> make_transform_step();
+std::shared_ptr<const step_type> make_jinja_template_data_render_step();
+/// Condition: flow control, marks branches not taken.
+std::shared_ptr<const step_type> make_condition_step();
 
 } // namespace stepflow::connectors

@@ -497,3 +497,42 @@ TEST_CASE("stepflow --version and usage errors") {
     has_query_rest = has_query_rest || s.at("name") == json::value("QueryREST");
   CHECK(has_query_rest);
 }
+
+TEST_CASE("Transform merges two steps and Condition skips only the branches not taken") {
+  temp_dir dir;
+  auto src = slurp(stepflow::test::source_dir() + "/tests/integration/flow_demo_app.json");
+  auto path = dir.write("flow.json", src);
+  auto r = run_app(dir, path, {"--json"});
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  auto task = parse(r.out);
+  CHECK(task.at("status") == "success");
+  auto status = [&](std::string_view n) { return step_json(task, n).at("status"); };
+  // The manual's Example 2 shape: the Transform output is parsed as JSON.
+  const auto& merged = step_json(task, "Merge").at("data").as_object();
+  CHECK(merged.at("incident_number") == "INC0010104");
+  CHECK(merged.at("found_cr") == false);
+  CHECK(merged.at("changeRequests").as_array().empty());
+  // found_cr is false: "Create CR" runs, "Update CR" and what only it leads
+  // to are skipped; "Escalate" (and + numeric + template) runs; "Done" joins
+  // a taken and a skipped branch and runs.
+  CHECK(status("Check") == "success");
+  CHECK(status("Create CR") == "success");
+  CHECK(status("Update CR") == "skipped");
+  CHECK(status("After Update") == "skipped");
+  CHECK(status("Escalate") == "success");
+  CHECK(status("Done") == "success");
+}
+
+TEST_CASE("a Condition naming a step it does not feed fails the run with a sentence") {
+  temp_dir dir;
+  auto path = dir.write("bad_cond.json", R"({"steps": [
+    {"name": "A", "file": "Condition", "conditions": [{"step": "Z", "condition": {"type": "equal", "value": true}}], "output_to": ["B"]},
+    {"name": "B", "file": "Log", "message": "b"},
+    {"name": "Z", "file": "Log", "message": "z"}]})");
+  auto r = run_app(dir, path, {"--json"});
+  CHECK(r.exit_code == 1);
+  auto task = parse(r.out);
+  CHECK(step_json(task, "A").at("status") == "failed");
+  CHECK(step_json(task, "A").at("error").as_string().find("not a step this Condition feeds")
+        != std::string::npos);
+}
