@@ -25,5 +25,7 @@ std::shared_ptr<const step_type> make_transform_step();
 std::shared_ptr<const step_type> make_jinja_template_data_render_step();
 /// Condition: flow control, marks branches not taken.
 std::shared_ptr<const step_type> make_condition_step();
+/// TriggerApplication: starts another application (blocking or not).
+std::shared_ptr<const step_type> make_trigger_application_step();
 
 } // namespace stepflow::connectors

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "stepflow/runtime/launcher.hpp"
+#include "stepflow/runtime/plan.hpp"
 #include "stepflow/runtime/template.hpp"
 
 namespace stepflow::connectors {
@@ -271,7 +273,96 @@ private:
   step_info info_;
 };
 
+// -- Trigger Application ----------------------------------------------------------
+
+class trigger_step final : public step_type {
+public:
+  trigger_step() {
+    info_.name = "TriggerApplication";
+    info_.friendly_name = "Trigger Application";
+    info_.description = "Starts another application. Blocking (default): waits, outputs the "
+                        "child's final data and fails when the child fails. Non-blocking: "
+                        "outputs {\"task_id\", \"href\"} at once. Runs started by runs nest at "
+                        "most 8 deep.";
+    info_.params = {
+      {"application", "The application to run.", true, nullptr, "string"},
+      {"params", "One-time parameters (application variables) for the child.", false, nullptr,
+       "object"},
+      {"configuration", "Configuration for the child; default: the child's own.", false, nullptr,
+       "string"},
+      {"queue", "Queue for the child; default: the parent's.", false, nullptr, "string"},
+      {"blocking", "Wait for the child and output its data.", false, true, "boolean"},
+    };
+  }
+  const step_info& info() const noexcept override { return info_; }
+  caf::error check(const json::object& params) const override {
+    if (auto err = step_type::check(params))
+      return err;
+    if (!params.at("application").is_string())
+      return make_error(errc::invalid_definition, "parameter \"application\" must be a string");
+    if (auto it = params.find("params"); it != params.end() && !it->value().is_null()
+                                          && !it->value().is_object())
+      return make_error(errc::invalid_definition, "parameter \"params\" must be an object");
+    return {};
+  }
+  void run(std::shared_ptr<step_context> ctx, step_done done) const override {
+    auto* launcher = ctx->services.launcher;
+    if (!launcher) {
+      done(step_outcome::failure("this run cannot start other applications (no launcher)"));
+      return;
+    }
+    child_run_request req;
+    req.application = ctx->param_string("application");
+    if (auto* p = ctx->param("params"); p && p->is_object())
+      req.params = p->get_object();
+    req.configuration = ctx->param_string("configuration");
+    req.queue = ctx->param_string("queue");
+    req.parent_task = ctx->run_id;
+    bool blocking = ctx->param_bool("blocking", true);
+    launcher->launch(std::move(req), [ctx, done, blocking, launcher](caf::expected<std::string> id) {
+      if (!id) {
+        done(step_outcome::failure(message_of(id.error())));
+        return;
+      }
+      ctx->log(20, fmt::format("started child run {}", *id));
+      if (!blocking) {
+        done(step_outcome::success(json::object{
+          {"task_id", *id}, {"href", fmt::format("/api/v1/tasks/{}", *id)}}));
+        return;
+      }
+      launcher->when_done(*id, [done, id = *id](std::optional<run_record> r, json::value result) {
+        if (!r) {
+          done(step_outcome::failure(fmt::format("child run {} disappeared", id)));
+          return;
+        }
+        if (r->status != run_status::success) {
+          std::string why;
+          for (const auto& s : r->steps)
+            if (s.status == step_status::failed) {
+              why = fmt::format(": step {}: {}", quote_json(s.name), s.error);
+              break;
+            }
+          if (why.empty() && !r->error.empty())
+            why = ": " + r->error;
+          done(step_outcome::failure(
+            fmt::format("child run {} ended {}{}", id, to_string(r->status), why),
+            json::object{{"task_id", id}, {"status", to_string(r->status)}}));
+          return;
+        }
+        done(step_outcome::success(std::move(result)));
+      });
+    });
+  }
+
+private:
+  step_info info_;
+};
+
 } // namespace
+
+std::shared_ptr<const step_type> make_trigger_application_step() {
+  return std::make_shared<trigger_step>();
+}
 
 std::shared_ptr<const step_type> make_transform_step() {
   return std::make_shared<render_step>(

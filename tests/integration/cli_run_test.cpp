@@ -536,3 +536,61 @@ TEST_CASE("a Condition naming a step it does not feed fails the run with a sente
   CHECK(step_json(task, "A").at("error").as_string().find("not a step this Condition feeds")
         != std::string::npos);
 }
+
+namespace {
+/// A SyncPack with a child application and parents that trigger it.
+std::string trigger_pack(const temp_dir& dir) {
+  dir.write("pack/meta.json", R"({"name": "trigger_pack", "version": "1.0.0"})");
+  dir.write("pack/apps/child.json", R"({"app_variables": [{"name": "n", "required": true}],
+    "steps": [{"name": "Make", "file": "StaticData", "data": {"n": "${n}", "from": "child"}}]})");
+  dir.write("pack/apps/failing_child.json", R"({"steps": [
+    {"name": "Missing", "file": "CacheRead", "key": "no-such-key-anywhere"}]})");
+  dir.write("pack/apps/parent.json", R"({"steps": [
+    {"name": "Run Child", "file": "TriggerApplication", "application": "child",
+     "params": {"n": 7}, "output_to": ["Use"]},
+    {"name": "Later", "file": "TriggerApplication", "application": "child",
+     "params": {"n": 8}, "blocking": false},
+    {"name": "Use", "file": "Log", "message": "child said ${Run Child.n}"}]})");
+  dir.write("pack/apps/parent_of_failure.json", R"({"steps": [
+    {"name": "Run Child", "file": "TriggerApplication", "application": "failing_child"}]})");
+  dir.write("pack/apps/recursive.json", R"({"steps": [
+    {"name": "Again", "file": "TriggerApplication", "application": "recursive"}]})");
+  return dir.file("pack");
+}
+} // namespace
+
+TEST_CASE("a blocking trigger outputs the child's data and a non-blocking one its task id") {
+  temp_dir dir;
+  auto pack = trigger_pack(dir);
+  auto r = run_binary(dir, {"run", "parent", "--syncpack", pack, "--data-dir", dir.file("data"),
+                            "--json"});
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  auto task = parse(r.out);
+  const auto& child_data = step_json(task, "Run Child").at("data").as_object();
+  CHECK(child_data.at("n") == 7);
+  CHECK(child_data.at("from") == "child");
+  const auto& later = step_json(task, "Later").at("data").as_object();
+  CHECK(later.at("task_id").as_string().starts_with("isapp-"));
+  CHECK(step_json(task, "Use").at("status") == "success");
+}
+
+TEST_CASE("a failing child fails the blocking trigger step") {
+  temp_dir dir;
+  auto pack = trigger_pack(dir);
+  auto r = run_binary(dir, {"run", "parent_of_failure", "--syncpack", pack, "--data-dir",
+                            dir.file("data"), "--json"});
+  CHECK(r.exit_code == 1);
+  auto task = parse(r.out);
+  const auto& s = step_json(task, "Run Child");
+  CHECK(s.at("status") == "failed");
+  CHECK(s.at("error").as_string().find("ended failed") != std::string::npos);
+}
+
+TEST_CASE("an application that triggers itself stops at the depth limit") {
+  temp_dir dir;
+  auto pack = trigger_pack(dir);
+  auto r = run_binary(dir, {"run", "recursive", "--syncpack", pack, "--data-dir",
+                            dir.file("data"), "--json"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.out.find("nest at most 8 deep") != std::string::npos);
+}

@@ -24,6 +24,7 @@
 #include "stepflow/runtime/content.hpp"
 #include "stepflow/runtime/http_client.hpp"
 #include "stepflow/runtime/kv_store.hpp"
+#include "stepflow/runtime/launcher.hpp"
 #include "stepflow/runtime/log_level.hpp"
 #include "stepflow/runtime/plan.hpp"
 #include "stepflow/runtime/resolve.hpp"
@@ -176,6 +177,115 @@ void print_summary(const run_record& r) {
 
 // -- run ----------------------------------------------------------------------
 
+/// Child runs for `stepflow run` (Trigger Application), in process: the
+/// applications come from the same catalog (SyncPacks, the store).
+class local_launcher final : public run_launcher {
+public:
+  local_launcher(const content_catalog& catalog, const step_registry& registry,
+                 plan_options po)
+    : catalog_(catalog), registry_(registry), po_(po) {}
+
+  engine* eng = nullptr;
+
+  void launch(child_run_request req,
+              std::function<void(caf::expected<std::string>)> done) override {
+    int depth = 0;
+    {
+      std::lock_guard<std::mutex> g{mtx_};
+      if (auto it = depth_.find(req.parent_task); it != depth_.end())
+        depth = it->second + 1;
+    }
+    if (depth + 1 >= max_run_depth)
+      return done(make_error(errc::invalid_argument,
+                             fmt::format("runs started by runs may nest at most {} deep; {} would "
+                                         "start the {}th level", max_run_depth,
+                                         quote_json(req.application), depth + 2)));
+    auto app = catalog_.find_application(req.application);
+    if (!app)
+      return done(app.error());
+    if (!*app)
+      return done(make_error(errc::not_found,
+                             fmt::format("no application named {}", quote_json(req.application))));
+    auto shared = std::make_shared<const application>(std::move(**app));
+    std::optional<configuration> cfg;
+    auto cfg_name = req.configuration.empty() ? shared->configuration : req.configuration;
+    if (!cfg_name.empty()) {
+      auto c = catalog_.find_configuration(cfg_name);
+      if (!c)
+        return done(c.error());
+      if (!*c)
+        return done(make_error(errc::not_found,
+                               fmt::format("no configuration named {}", quote_json(cfg_name))));
+      cfg = std::move(**c);
+    }
+    auto plan = prepare_run(shared, cfg ? &*cfg : nullptr, req.params, -1, registry_, po_);
+    if (!plan)
+      return done(plan.error());
+    run_record rec;
+    rec.task_id = new_task_id();
+    rec.params = req.params;
+    rec.parent_task = req.parent_task;
+    rec.queue = req.queue.empty() ? "default" : req.queue;
+    rec.created_ns = system_clock().now_ns();
+    auto id = rec.task_id;
+    {
+      std::lock_guard<std::mutex> g{mtx_};
+      depth_[id] = depth;
+      apps_[id] = shared;
+    }
+    run_observer obs;
+    obs.on_done = [this](const run_record& r) {
+      std::vector<std::function<void(std::optional<run_record>, json::value)>> ws;
+      json::value result;
+      {
+        std::lock_guard<std::mutex> g{mtx_};
+        std::vector<bool> sinks;
+        if (auto it = apps_.find(r.task_id); it != apps_.end())
+          for (const auto& succ : it->second->succs)
+            sinks.push_back(succ.empty());
+        result = child_result(r, sinks);
+        done_.emplace(r.task_id, std::make_pair(r, result));
+        if (auto it = waiters_.find(r.task_id); it != waiters_.end()) {
+          ws = std::move(it->second);
+          waiters_.erase(it);
+        }
+      }
+      for (auto& w : ws)
+        w(r, result);
+    };
+    eng->start(std::move(*plan), std::move(rec), std::move(obs));
+    done(id);
+  }
+
+  void when_done(const std::string& task_id,
+                 std::function<void(std::optional<run_record>, json::value)> done) override {
+    std::unique_lock<std::mutex> g{mtx_};
+    if (auto it = done_.find(task_id); it != done_.end()) {
+      auto copy = it->second;
+      g.unlock();
+      done(std::move(copy.first), std::move(copy.second));
+      return;
+    }
+    if (!depth_.count(task_id)) {
+      g.unlock();
+      done(std::nullopt, nullptr);
+      return;
+    }
+    waiters_[task_id].push_back(std::move(done));
+  }
+
+private:
+  const content_catalog& catalog_;
+  const step_registry& registry_;
+  plan_options po_;
+  std::mutex mtx_;
+  std::map<std::string, int> depth_;
+  std::map<std::string, std::shared_ptr<const application>> apps_;
+  std::map<std::string, std::pair<run_record, json::value>> done_;
+  std::map<std::string,
+           std::vector<std::function<void(std::optional<run_record>, json::value)>>> waiters_;
+};
+
 struct run_args {
   std::string target;
   std::string config;
@@ -265,7 +375,8 @@ int cmd_run(const run_args& a, const cli_environment& env) {
   stepflow::cache cache{**store, system_clock()};
   (void) cache.sweep_expired();
   http_client http;
-  step_services services{store->get(), &cache, &http, &system_clock()};
+  local_launcher launcher{catalog, *env.registry, po};
+  step_services services{store->get(), &cache, &http, &system_clock(), &launcher};
   run_record rec;
   rec.task_id = new_task_id();
   rec.params = params;
@@ -310,6 +421,7 @@ int cmd_run(const run_args& a, const cli_environment& env) {
   std::signal(SIGTERM, on_signal);
   {
     engine eng{engine_options{}, services};
+    launcher.eng = &eng;
     auto id = rec.task_id;
     eng.start(std::move(*plan), std::move(rec), obs);
     std::unique_lock<std::mutex> guard{mtx};

@@ -695,7 +695,18 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
         return respond(error_from(rec.error()));
       if (!*rec)
         return respond(error_reply(404, fmt::format("no task named {}", quote_json(parts[1]))));
-      return respond(json_reply(200, to_json(**rec, true)));
+      auto task = to_json(**rec, true);
+      json::array kids;
+      for (const auto& c : svc.children(parts[1])) {
+        auto cr = svc.runs().load(c);
+        kids.push_back(json::object{
+          {"task_id", c},
+          {"status", cr && *cr ? json::value(to_string((*cr)->status)) : json::value(nullptr)},
+          {"application", cr && *cr ? json::value((*cr)->application) : json::value(nullptr)},
+          {"href", fmt::format("/api/v1/tasks/{}", c)}});
+      }
+      task.as_object()["children"] = std::move(kids);
+      return respond(json_reply(200, task));
     }
     if (m == "DELETE") {
       auto r = svc.revoke(parts[1], true);

@@ -24,6 +24,7 @@
 #include "stepflow/runtime/http_client.hpp"
 #include "stepflow/runtime/http_server.hpp"
 #include "stepflow/runtime/kv_store.hpp"
+#include "stepflow/runtime/launcher.hpp"
 #include "stepflow/runtime/secrets.hpp"
 
 namespace fs = std::filesystem;
@@ -155,11 +156,13 @@ int run_server(const serve_options& o, const cli_environment& env) {
   (void) cache.sweep_expired();
   // Engine and services.
   http_client http;
-  step_services services{store->get(), &cache, &http, &system_clock()};
+  forwarding_launcher launcher;
+  step_services services{store->get(), &cache, &http, &system_clock(), &launcher};
   auto eng = std::make_unique<engine>(engine_options{}, services);
   const secret_key& k = *key;
   task_service svc{tso, **store, *eng, *env.registry,
                    [&k](configuration c) { return decrypt_configuration(k, std::move(c)); }};
+  launcher.target = &svc;
   std::vector<syncpack_content> packs;
   if (auto err = load_bundled_syncpacks(packs, o.syncpacks))
     return fail(message_of(err));

@@ -31,6 +31,7 @@ struct ticket {
   int priority = 0;
   uint64_t seq = 0;
   std::string key; ///< its entry in table::queue
+  bool child = false; ///< started by another run: not held by the worker limit
   /// Prepared at submission; null after recovery (then prepared at start).
   std::shared_ptr<run_plan> plan;
   std::shared_ptr<run_record> rec;
@@ -144,6 +145,8 @@ struct task_service::impl {
   bool dispatching = true;
   std::atomic<uint64_t> seq{0};
   std::atomic<uint64_t> waiter_ids{0};
+  /// Depth and queue of runs started by this process (for child runs).
+  std::unordered_map<std::string, std::pair<int, std::string>> lineage;
   timer_thread timers;
 
   size_t workers_of(const std::string& q) const {
@@ -174,9 +177,16 @@ struct task_service::impl {
     {
       std::lock_guard<std::mutex> g{mtx};
       auto q = t.queue;
-      pending[t.task_id] = t;
-      queues[q].waiting.insert(std::move(t));
-      go = take_startable(q);
+      if (t.child && dispatching) {
+        // Child runs start at once: their parent may be waiting on them.
+        running_ids.insert(t.task_id);
+        ++queues[q].running;
+        go.push_back(std::move(t));
+      } else {
+        pending[t.task_id] = t;
+        queues[q].waiting.insert(std::move(t));
+        go = take_startable(q);
+      }
     }
     for (auto& t2 : go)
       start(std::move(t2));
@@ -197,6 +207,7 @@ struct task_service::impl {
       }
       if (depth > 0)
         --depth;
+      lineage.erase(t.task_id);
       if (auto it = waiters.find(t.task_id); it != waiters.end()) {
         ws = std::move(it->second);
         waiters.erase(it);
@@ -473,8 +484,18 @@ void task_service::submit(run_request req, std::function<void(caf::expected<run_
   t.key = queue_key(t.queue, t.priority, t.seq);
   t.plan = std::make_shared<run_plan>(std::move(*plan));
   t.rec = rec;
+  t.child = !req.parent_task.empty();
   auto batch = p.rstore.record_ops(*rec);
   batch.push_back({write_op::put, table::queue, t.key, t.task_id});
+  if (t.child)
+    batch.push_back({write_op::put, table::children, req.parent_task + std::string(1, '\0') + t.task_id, {}});
+  {
+    std::lock_guard<std::mutex> g{p.mtx};
+    int d = 0;
+    if (auto it = p.lineage.find(req.parent_task); it != p.lineage.end())
+      d = it->second.first + 1;
+    p.lineage[t.task_id] = {d, req.queue};
+  }
   p.store.write_async(std::move(batch), [this, t = std::move(t), done](caf::error err) mutable {
     if (err) {
       {
@@ -684,6 +705,63 @@ caf::expected<size_t> task_service::recover() {
   for (auto& t : tickets)
     p.enqueue(std::move(t));
   return n;
+}
+
+void task_service::launch(child_run_request req,
+                          std::function<void(caf::expected<std::string>)> done) {
+  run_request rr;
+  rr.application = std::move(req.application);
+  rr.params = std::move(req.params);
+  rr.configuration = std::move(req.configuration);
+  rr.parent_task = req.parent_task;
+  rr.queue = std::move(req.queue);
+  {
+    std::lock_guard<std::mutex> g{impl_->mtx};
+    if (auto it = impl_->lineage.find(req.parent_task); it != impl_->lineage.end()) {
+      if (it->second.first + 1 >= max_run_depth) {
+        done(make_error(errc::invalid_argument,
+                        fmt::format("runs started by runs may nest at most {} deep; {} would "
+                                    "start the {}th level", max_run_depth,
+                                    quote_json(rr.application), it->second.first + 2)));
+        return;
+      }
+      if (rr.queue.empty())
+        rr.queue = it->second.second;
+    }
+  }
+  submit(std::move(rr), [done](caf::expected<run_record> rec) {
+    if (!rec)
+      done(rec.error());
+    else
+      done(rec->task_id);
+  });
+}
+
+void task_service::when_done(const std::string& task_id,
+                             std::function<void(std::optional<run_record>, json::value)> done) {
+  wait(task_id, std::chrono::hours(24), [this, done](std::optional<run_record> r) {
+    if (!r) {
+      done(std::nullopt, nullptr);
+      return;
+    }
+    std::vector<bool> sinks;
+    if (auto app = find_application(r->application))
+      for (const auto& succ : app->succs)
+        sinks.push_back(succ.empty());
+    auto result = child_result(*r, sinks);
+    done(std::move(r), std::move(result));
+  });
+}
+
+std::vector<std::string> task_service::children(const std::string& task_id) const {
+  std::vector<std::string> out;
+  auto prefix = task_id + std::string(1, '\0');
+  (void) impl_->store.scan(table::children, prefix, {}, false,
+                           [&](std::string_view k, std::string_view) {
+                             out.emplace_back(k.substr(prefix.size()));
+                             return true;
+                           });
+  return out;
 }
 
 void task_service::stop_dispatching() {

@@ -20,6 +20,7 @@
 
 #include "stepflow/actors/engine.hpp"
 #include "stepflow/runtime/content.hpp"
+#include "stepflow/runtime/launcher.hpp"
 #include "stepflow/runtime/kv_store.hpp"
 #include "stepflow/runtime/model.hpp"
 #include "stepflow/runtime/plan.hpp"
@@ -62,7 +63,7 @@ struct run_request {
 /// (decryption); identity when not set.
 using config_transform = std::function<caf::expected<configuration>(configuration)>;
 
-class task_service {
+class task_service final : public run_launcher {
 public:
   task_service(task_service_options opts, kv_store& store, engine& eng,
                const step_registry& registry, config_transform decrypt = nullptr);
@@ -116,6 +117,17 @@ public:
 
   /// Stops starting runs (shutdown); queued runs stay in the store.
   void stop_dispatching();
+
+  // -- run_launcher (Trigger Application) ----------------------------------------
+  // Child runs are recorded in table::children, start at once regardless of
+  // their queue's worker limit (a parent waiting on a child must not
+  // deadlock a full queue), and nest at most max_run_depth deep.
+  void launch(child_run_request req,
+              std::function<void(caf::expected<std::string>)> done) override;
+  void when_done(const std::string& task_id,
+                 std::function<void(std::optional<run_record>, json::value)> done) override;
+  /// Task ids of the runs `task_id` started.
+  std::vector<std::string> children(const std::string& task_id) const;
 
   struct queue_stats {
     std::string name;

@@ -18,6 +18,7 @@ std::string_view table_name(table t) noexcept {
     case table::cache_expiry: return "cache_expiry";
     case table::meta: return "meta";
     case table::queue: return "queue";
+    case table::children: return "children";
   }
   return "unknown";
 }

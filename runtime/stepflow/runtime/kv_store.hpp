@@ -30,8 +30,9 @@ enum class table : uint8_t {
   meta,           ///< store-level settings (schema version, admin user, ...)
   queue,          ///< queue name + '\0' + be32(255 - priority) + be64(seq) -> task id:
                   ///< runs accepted and not yet finished (the durable queue)
+  children,       ///< parent task id + '\0' + child task id -> "" (runs started by runs)
 };
-inline constexpr int table_count = 11;
+inline constexpr int table_count = 12;
 
 std::string_view table_name(table t) noexcept;
 

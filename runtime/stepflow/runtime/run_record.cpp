@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "stepflow/runtime/clock.hpp"
+#include "stepflow/runtime/launcher.hpp"
 #include "stepflow/runtime/log_level.hpp"
 
 namespace stepflow {
@@ -310,6 +311,26 @@ caf::expected<uint64_t> run_store::purge_before(int64_t cutoff_ns) {
       return werr;
   }
   return n;
+}
+
+json::value child_result(const run_record& r, const std::vector<bool>& is_sink) {
+  json::object by_name;
+  const json::value* only = nullptr;
+  size_t n = 0;
+  for (size_t i = 0; i < r.steps.size(); ++i) {
+    const auto& s = r.steps[i];
+    if (i < is_sink.size() && !is_sink[i])
+      continue;
+    if (s.status != step_status::success)
+      continue;
+    auto v = s.data ? *s.data : json::value(nullptr);
+    by_name[s.name] = v;
+    ++n;
+    only = s.data ? s.data.get() : nullptr;
+  }
+  if (n == 1)
+    return only ? *only : json::value(nullptr);
+  return by_name;
 }
 
 } // namespace stepflow

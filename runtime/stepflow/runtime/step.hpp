@@ -24,6 +24,7 @@ class kv_store;
 class cache;
 class http_client;
 class clock_source;
+class run_launcher;
 
 /// Shared services a step may use. Pointers outlive every run.
 struct step_services {
@@ -31,6 +32,8 @@ struct step_services {
   stepflow::cache* cache = nullptr;
   http_client* http = nullptr;
   const clock_source* clock = nullptr;
+  /// Starts child runs (Trigger Application); null where unavailable.
+  run_launcher* launcher = nullptr;
 };
 
 struct log_line {
