@@ -49,24 +49,12 @@ namespace {
 constexpr const char* admin_password = "api-test-Pa55word";
 constexpr const char* secret_text = "S3cr3t-Do-Not-Leak";
 
-/// $STEPFLOW_BINARY, else the stepflow binary beside the tests directory
-/// (build/tests/<this test> -> build/stepflow).
 std::string binary() {
-  if (const char* b = std::getenv("STEPFLOW_BINARY"); b && *b)
-    return b;
-  std::error_code ec;
-  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  auto guess = exe.parent_path().parent_path() / "stepflow";
-  REQUIRE_MESSAGE((!ec && std::filesystem::is_regular_file(guess, ec)),
-                  "STEPFLOW_BINARY is not set and " << guess.string() << " does not exist");
-  return guess.string();
+  return stepflow::test::stepflow_binary();
 }
 
 std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return stepflow::test::read_text(path);
 }
 
 json::value parse(std::string_view text) {

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 namespace stepflow::test {
@@ -32,6 +33,25 @@ std::string source_dir() {
   if (const char* s = std::getenv("STEPFLOW_SOURCE_DIR"); s && *s)
     return s;
   return STEPFLOW_TEST_SOURCE_DIR;
+}
+
+std::string stepflow_binary() {
+  if (const char* b = std::getenv("STEPFLOW_BINARY"); b && *b)
+    return b;
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  auto guess = exe.parent_path().parent_path() / "stepflow";
+  if (ec || !std::filesystem::is_regular_file(guess, ec))
+    throw std::runtime_error("STEPFLOW_BINARY is not set and " + guess.string()
+                             + " does not exist");
+  return guess.string();
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 } // namespace stepflow::test

@@ -20,7 +20,16 @@ private:
   std::string path_;
 };
 
-/// Absolute path of the source tree (from STEPFLOW_SOURCE_DIR).
+/// Absolute path of the source tree ($STEPFLOW_SOURCE_DIR, else the tree
+/// this test was built from).
 std::string source_dir();
+
+/// The stepflow binary: $STEPFLOW_BINARY (set by CTest), else the one beside
+/// the tests directory (build/tests/<test> -> build/stepflow). Throws
+/// std::runtime_error naming the path when there is none.
+std::string stepflow_binary();
+
+/// The whole file as text ("" when it cannot be read).
+std::string read_text(const std::string& path);
 
 } // namespace stepflow::test
