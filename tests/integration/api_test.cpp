@@ -966,3 +966,50 @@ TEST_CASE("a restart on the same data directory keeps tasks and applications") {
   CHECK(status_of(srv.finished(id2)) == "success");
   CHECK(srv.terminate() == 0);
 }
+
+TEST_CASE("nested conditions, a transform and blocking and non-blocking triggers work through the API") {
+  server_process srv;
+  srv.put_app(R"({"name": "api_child", "app_variables": [{"name": "n", "required": true}],
+    "steps": [{"name": "Make", "file": "StaticData", "data": {"n": "${n}"}}]})");
+  srv.put_app(R"({"name": "api_flow", "steps": [
+    {"name": "A", "file": "StaticData", "data": {"count": 5, "kind": "router"}, "output_to": ["B"]},
+    {"name": "B", "file": "StaticData", "data": {"extra": true}, "output_to": ["Merge"]},
+    {"name": "Merge", "file": "Transform", "data_from": ["A"],
+     "template": "{{ {'count': A.count * 2, 'kind': A.kind|upper, 'extra': B.extra}|tojson }}",
+     "output_to": ["Check"]},
+    {"name": "Check", "file": "Condition", "conditions": [
+      {"step": "Big", "condition": {"type": "and", "conditions": [
+        {"type": "numeric", "value": "${Merge.count}", "above": 8},
+        {"type": "not", "condition": {"type": "equal", "value": "${Merge.extra}", "equal_to": false}}]}},
+      {"step": "Small", "condition": {"type": "or", "conditions": [
+        {"type": "numeric", "value": "${Merge.count}", "below": 8},
+        {"type": "template", "value": "input.kind == 'SWITCH'"}]}}],
+     "output_to": ["Big", "Small"]},
+    {"name": "Big", "file": "TriggerApplication", "application": "api_child",
+     "params": {"n": "${Merge.count}"}, "output_to": ["Fire"]},
+    {"name": "Small", "file": "Log", "message": "small"},
+    {"name": "Fire", "file": "TriggerApplication", "application": "api_child",
+     "params": {"n": 1}, "blocking": false}]})");
+  auto id = srv.run(json::object{{"name", "api_flow"}});
+  auto task = srv.finished(id);
+  INFO(srv.dump());
+  REQUIRE(status_of(task) == "success");
+  std::map<std::string, json::value> steps;
+  for (auto& s : task.at("steps").as_array())
+    steps[std::string(s.at("name").as_string())] = s;
+  CHECK(steps["Merge"].at("data") == parse(R"({"count": 10, "kind": "ROUTER", "extra": true})"));
+  CHECK(steps["Check"].at("status") == "success");
+  CHECK(steps["Big"].at("status") == "success");
+  CHECK(steps["Big"].at("data") == parse(R"({"n": 10})"));
+  CHECK(steps["Small"].at("status") == "skipped");
+  CHECK(steps["Fire"].at("status") == "success");
+  auto child = std::string(steps["Fire"].at("data").at("task_id").as_string());
+  CHECK(child.rfind("isapp-", 0) == 0);
+  // The parent lists both children; each child records its parent.
+  auto parent = srv.get("/tasks/" + id);
+  REQUIRE(parent.status == 200);
+  CHECK(parent.json().at("children").as_array().size() == 2);
+  auto c = srv.finished(child);
+  CHECK(status_of(c) == "success");
+  CHECK(c.at("parent_task") == json::value(json::string(id)));
+}
