@@ -173,13 +173,14 @@ write_batch run_store::step_ops(const run_record& r, size_t index,
   write_batch b;
   const auto& s = r.steps[index];
   auto key = step_key(r.task_id, index);
-  json::object so{{"status", to_string(s.status)},
-                  {"started_ns", s.started_ns},
-                  {"ended_ns", s.ended_ns},
-                  {"error", s.error},
-                  {"log_count", s.log_count},
-                  {"data", s.data ? *s.data : json::value(nullptr)}};
-  b.push_back({write_op::put, table::step_state, key, to_json(so)});
+  // Serialised directly: the step's data is written, never copied.
+  std::string rec = fmt::format(R"({{"status":"{}","started_ns":{},"ended_ns":{},"error":{},)"
+                                R"("log_count":{},"data":)",
+                                to_string(s.status), s.started_ns, s.ended_ns,
+                                quote_json(s.error), s.log_count);
+  rec += s.data ? to_json(*s.data) : std::string("null");
+  rec += '}';
+  b.push_back({write_op::put, table::step_state, key, std::move(rec)});
   uint32_t seq = first_seq;
   for (const auto& l : logs) {
     // Stored compactly; the display form (with "time" and "levelname") is
