@@ -34,6 +34,10 @@ struct run_observer {
   /// server removes the run's queue entry here, so a run is either finished
   /// and dequeued, or neither).
   write_batch final_ops;
+  /// Write the run record when the run starts (status running). The server
+  /// turns it off: its pending record is already committed, and readers
+  /// derive "running" from the step records (run_store::load).
+  bool record_start = true;
 };
 
 class engine {

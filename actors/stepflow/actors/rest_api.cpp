@@ -327,11 +327,12 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
         return;
       }
       svc.wait(rec->task_id, std::chrono::seconds(wait_s),
-               [respond, id = rec->task_id](std::optional<run_record> r) {
+               [respond, id = rec->task_id, &svc](std::optional<run_record> r) {
                  if (!r) {
                    respond(error_reply(404, fmt::format("no task named {}", quote_json(id))));
                    return;
                  }
+                 svc.refresh_status(*r);
                  bool ended = r->status == run_status::success || r->status == run_status::failed
                               || r->status == run_status::revoked;
                  respond(json_reply(ended ? 200 : 202, to_json(*r, true)));
@@ -669,7 +670,12 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
         };
         if (app && !app->empty() && str("application") != *app)
           return true;
-        if (st && str("status") != to_string(*st))
+        auto status = str("status");
+        if (status == "pending" && svc.is_running(std::string(k.substr(8)))) {
+          status = "running"; // started; the stored record is rewritten only at the end
+          o["status"] = status;
+        }
+        if (st && status != to_string(*st))
           return true;
         if (queue && !queue->empty() && str("queue") != *queue)
           return true;
@@ -695,6 +701,7 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
         return respond(error_from(rec.error()));
       if (!*rec)
         return respond(error_reply(404, fmt::format("no task named {}", quote_json(parts[1]))));
+      svc.refresh_status(**rec);
       auto task = to_json(**rec, true);
       json::array kids;
       for (const auto& c : svc.children(parts[1])) {

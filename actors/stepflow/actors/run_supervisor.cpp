@@ -325,7 +325,7 @@ run_supervisor_actor::behavior_type run_supervisor_impl(sup_ptr self,
       auto& rec = st.init->rec;
       rec.status = run_status::running;
       rec.started_ns = now_ns(st.init->services);
-      if (st.init->services.store)
+      if (st.init->services.store && st.init->obs.record_start)
         persist(self, run_store{*st.init->services.store}.record_ops(rec), [] {});
       launch(self, st.dag->start());
       finish_run(self);

@@ -289,6 +289,7 @@ struct task_service::impl {
       plan = std::make_shared<run_plan>(std::move(*p));
     }
     run_observer obs;
+    obs.record_start = false; // the pending record is committed; see run_store::load
     obs.final_ops.push_back({write_op::erase, table::queue, t.key, {}});
     auto tk = std::make_shared<ticket>(t);
     tk->plan.reset();
@@ -794,6 +795,16 @@ std::vector<task_service::queue_stats> task_service::queues() const {
 size_t task_service::depth() const {
   std::lock_guard<std::mutex> g{impl_->mtx};
   return impl_->depth;
+}
+
+bool task_service::is_running(const std::string& task_id) const {
+  std::lock_guard<std::mutex> g{impl_->mtx};
+  return impl_->running_ids.count(task_id) > 0;
+}
+
+void task_service::refresh_status(run_record& r) const {
+  if (r.status == run_status::pending && is_running(r.task_id))
+    r.status = run_status::running;
 }
 
 size_t task_service::running() const {

@@ -138,6 +138,12 @@ public:
   std::vector<queue_stats> queues() const;
   size_t depth() const;
   size_t running() const;
+  /// True while `task_id` holds a worker (started and not finished).
+  bool is_running(const std::string& task_id) const;
+  /// `r` with status "running" when its stored record still says pending
+  /// but the run has started (the server does not rewrite the record when a
+  /// run starts).
+  void refresh_status(run_record& r) const;
 
   run_store& runs() noexcept;
   kv_store& store() noexcept;

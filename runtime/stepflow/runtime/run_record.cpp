@@ -225,6 +225,15 @@ caf::expected<std::optional<run_record>> run_store::load(const std::string& task
         s.data = std::make_shared<const json::value>(std::move(it->value()));
     }
   }
+  // A run whose record still says pending but whose steps have started is
+  // running (the server does not rewrite the record when a run starts).
+  if (rec->status == run_status::pending)
+    for (const auto& s : rec->steps)
+      if (s.status != step_status::pending && s.started_ns > 0) {
+        rec->status = run_status::running;
+        if (rec->started_ns == 0 || s.started_ns < rec->started_ns)
+          rec->started_ns = s.started_ns;
+      }
   return std::optional<run_record>{std::move(*rec)};
 }
 

@@ -74,7 +74,8 @@ public:
   write_batch step_ops(const run_record& r, size_t index, const std::vector<log_line>& logs,
                        uint32_t first_seq) const;
 
-  /// The record with step data, nullopt when unknown.
+  /// The record with step data, nullopt when unknown. A pending record whose
+  /// steps have started is reported as running.
   caf::expected<std::optional<run_record>> load(const std::string& task_id) const;
   /// Log lines of one step in order.
   caf::expected<std::vector<log_line>> logs(const std::string& task_id, size_t index) const;
