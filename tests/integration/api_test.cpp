@@ -1013,3 +1013,26 @@ TEST_CASE("nested conditions, a transform and blocking and non-blocking triggers
   CHECK(status_of(c) == "success");
   CHECK(c.at("parent_task") == json::value(json::string(id)));
 }
+
+TEST_CASE("uploaded step code is stored, listed as not runnable and deleted") {
+  server_process srv;
+  auto up = srv.post("/steps", std::string(R"({"name": "DummyStep", "syncpack": "demo",
+    "code": "class DummyStep:\n    pass\n"})"));
+  INFO(up.body);
+  REQUIRE(up.status == 201);
+  CHECK(up.json().at("runnable") == false);
+  CHECK(srv.post("/steps", std::string(R"({"name": "DummyStep", "code": "v2"})")).status == 200);
+  CHECK(srv.post("/steps", std::string(R"({"name": "Log", "code": "x"})")).status == 409);
+  CHECK(srv.post("/steps", std::string(R"({"name": "No Spaces", "code": "x"})")).status == 400);
+  CHECK(srv.post("/steps", std::string(R"({"name": "NoCode"})")).status == 400);
+  auto one = srv.get("/steps/DummyStep");
+  REQUIRE(one.status == 200);
+  CHECK(one.json().at("code") == "v2");
+  bool listed = false;
+  for (auto& s : srv.get("/steps").json().as_array())
+    listed = listed || s.at("name") == "DummyStep";
+  CHECK(listed);
+  CHECK(srv.del("/steps/DummyStep").status == 200);
+  CHECK(srv.get("/steps/DummyStep").status == 404);
+  CHECK(srv.del("/steps/Log").status == 409);
+}

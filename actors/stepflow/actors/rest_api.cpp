@@ -529,16 +529,65 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
   }
 
   // -- steps ----------------------------------------------------------------------
+  // Stored step definitions (uploaded code): kept in table::steps; they run
+  // once a host for their language exists (Python: the step host of the
+  // connectors milestone). Built-in step types cannot be replaced.
+  auto stored_step = [&svc](const std::string& name) -> std::optional<json::value> {
+    auto raw = svc.store().get(table::steps, name);
+    if (!raw || !*raw)
+      return std::nullopt;
+    auto v = parse_json(**raw, "stored step");
+    if (!v)
+      return std::nullopt;
+    return std::move(*v);
+  };
+  auto show_stored = [](json::value v) {
+    auto& o = v.as_object();
+    o["builtin"] = false;
+    o["runnable"] = false;
+    o["note"] = "stored; runs when a step host for its language is available";
+    return v;
+  };
   if (is({"steps"})) {
     if (m == "GET") {
       json::array out;
-      for (const auto* t : svc.registry().all())
-        out.push_back(to_json(t->info()));
+      for (const auto* t : svc.registry().all()) {
+        auto v = to_json(t->info());
+        v.as_object()["builtin"] = true;
+        v.as_object()["runnable"] = true;
+        out.push_back(std::move(v));
+      }
+      (void) svc.store().scan(table::steps, {}, {}, false, [&](std::string_view, std::string_view v) {
+        if (auto d = parse_json(v, "stored step"))
+          out.push_back(show_stored(std::move(*d)));
+        return true;
+      });
       return respond(json_reply(200, out));
     }
-    if (m == "POST")
-      return respond(error_reply(501, "uploading step code arrives with external-process and "
-                                      "Python steps; built-in steps are listed by GET /steps"));
+    if (m == "POST") {
+      auto body = body_object(req, false);
+      if (!body)
+        return respond(body_error(body.error()));
+      auto it = body->find("name");
+      if (it == body->end() || !it->value().is_string() || it->value().get_string().empty())
+        return respond(field_error("name", "required: the step's name (its class name)"));
+      std::string name(it->value().get_string());
+      if (name.find_first_of(" /\\") != std::string::npos)
+        return respond(field_error("name", "must not contain spaces or slashes (PowerFlow: the "
+                                           "file name is the class name)"));
+      if (svc.registry().find(name))
+        return respond(error_reply(409, fmt::format("{} is a built-in step type and cannot be "
+                                                    "replaced", quote_json(name)),
+                                   json::object{{"field", "name"}}));
+      auto code = body->find("code");
+      if (code == body->end() || !code->value().is_string())
+        return respond(field_error("code", "required: the step's source code as a string"));
+      bool existed = stored_step(name).has_value();
+      auto text = to_json(json::value(*body));
+      if (auto err = svc.store().write({{write_op::put, table::steps, name, text}}))
+        return respond(error_from(err));
+      return respond(json_reply(existed ? 200 : 201, show_stored(json::value(*body))));
+    }
     return not_allowed("GET, POST");
   }
   if (is({"steps", "run"})) {
@@ -605,16 +654,25 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
   }
   if (is({"steps", "*"})) {
     if (m == "GET") {
-      auto* t = svc.registry().find(parts[1]);
-      if (!t)
-        return respond(error_reply(404, fmt::format("no step type named {}", quote_json(parts[1]))));
-      return respond(json_reply(200, to_json(t->info())));
+      if (auto* t = svc.registry().find(parts[1])) {
+        auto v = to_json(t->info());
+        v.as_object()["builtin"] = true;
+        v.as_object()["runnable"] = true;
+        return respond(json_reply(200, v));
+      }
+      if (auto d = stored_step(parts[1]))
+        return respond(json_reply(200, show_stored(std::move(*d))));
+      return respond(error_reply(404, fmt::format("no step type named {}", quote_json(parts[1]))));
     }
     if (m == "DELETE") {
       if (svc.registry().find(parts[1]))
         return respond(error_reply(409, fmt::format("{} is a built-in step type and cannot be deleted",
                                                     quote_json(parts[1]))));
-      return respond(error_reply(404, fmt::format("no step type named {}", quote_json(parts[1]))));
+      if (!stored_step(parts[1]))
+        return respond(error_reply(404, fmt::format("no step type named {}", quote_json(parts[1]))));
+      if (auto err = svc.store().write({{write_op::erase, table::steps, parts[1], {}}}))
+        return respond(error_from(err));
+      return respond(json_reply(200, json::object{{"deleted", parts[1]}}));
     }
     return not_allowed("GET, DELETE");
   }
