@@ -1029,7 +1029,8 @@ TEST_CASE("uploaded step code is stored, listed as not runnable and deleted") {
   REQUIRE(one.status == 200);
   CHECK(one.json().at("code") == "v2");
   bool listed = false;
-  for (auto& s : srv.get("/steps").json().as_array())
+  auto all = srv.get("/steps"); // keep the reply alive while iterating its JSON
+  for (auto& s : all.json().as_array())
     listed = listed || s.at("name") == "DummyStep";
   CHECK(listed);
   CHECK(srv.del("/steps/DummyStep").status == 200);
