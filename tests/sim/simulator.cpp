@@ -253,7 +253,7 @@ struct sl1_state {
   std::map<std::string, json::object> events;
   std::map<std::string, int> ticket_writes;
   uint64_t tickets_written = 0, distinct = 0, dupes = 0, event_gets = 0, alerts = 0;
-  int64_t first_write_ms = 0, last_write_ms = 0, reset_ms = now_ms();
+  int64_t first_write_ms = 0, last_write_ms = 0, last_new_event_ms = 0, reset_ms = now_ms();
 
   json::object device(int id) const {
     return json::object{{"name", fmt::format("device-{}", id)},
@@ -266,7 +266,7 @@ struct sl1_state {
     events.clear();
     ticket_writes.clear();
     tickets_written = distinct = dupes = event_gets = alerts = 0;
-    first_write_ms = last_write_ms = 0;
+    first_write_ms = last_write_ms = last_new_event_ms = 0;
     reset_ms = now_ms();
   }
 };
@@ -366,11 +366,13 @@ http_reply sl1_handle(sl1_state& st, const http_request_data& req) {
       ev["ext_ticket_ref"] = ticket;
       auto n = ++st.ticket_writes[id];
       ++st.tickets_written;
-      if (n == 1)
-        ++st.distinct;
-      else
-        ++st.dupes;
       st.last_write_ms = now_ms();
+      if (n == 1) {
+        ++st.distinct;
+        st.last_new_event_ms = st.last_write_ms;
+      } else {
+        ++st.dupes;
+      }
       if (!st.first_write_ms)
         st.first_write_ms = st.last_write_ms;
       return reply(200, ev);
@@ -438,6 +440,7 @@ int main(int argc, char** argv) {
       json::object o{{"tickets_written", sl.tickets_written}, {"distinct_events", sl.distinct},
                      {"dupes", sl.dupes}, {"event_gets", sl.event_gets}, {"alerts", sl.alerts},
                      {"first_write_ms", sl.first_write_ms}, {"last_write_ms", sl.last_write_ms},
+                     {"last_new_event_ms", sl.last_new_event_ms},
                      {"reset_ms", sl.reset_ms}};
       if (req->query_param("ids") == std::optional<std::string>("1")) {
         json::array ids;
