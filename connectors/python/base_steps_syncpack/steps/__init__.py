@@ -1,0 +1,1 @@
+"""QueryREST and QueryGQL, to subclass from Python steps."""

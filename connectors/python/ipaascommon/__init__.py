@@ -1,0 +1,1 @@
+"""PowerFlow-compatible helpers for stepflow's Python step host."""

@@ -1,0 +1,1 @@
+"""PowerFlow-compatible step base class for stepflow's Python step host."""
