@@ -44,7 +44,8 @@ std::string default_data_dir() {
 }
 
 caf::error load_bundled_syncpacks(std::vector<syncpack_content>& out,
-                                  const std::vector<std::string>& extra);
+                                  const std::vector<std::string>& extra,
+                                  const cli_environment& env);
 
 namespace {
 
@@ -81,8 +82,8 @@ std::optional<std::string> bundled_syncpacks_dir() {
 }
 
 /// Adds the bundled SyncPacks (every sub-directory) and the --syncpack ones.
-caf::error load_syncpacks(content_catalog& catalog, const std::vector<std::string>& extra,
-                          bool bundled) {
+caf::error load_syncpack_dirs(content_catalog& catalog, const std::vector<std::string>& extra,
+                              bool bundled) {
   for (const auto& dir : extra) {
     auto pack = load_syncpack_dir(dir);
     if (!pack)
@@ -109,13 +110,24 @@ caf::error load_syncpacks(content_catalog& catalog, const std::vector<std::strin
   return {};
 }
 
+/// Loads the SyncPacks, then adds the step types that come with them.
+caf::error load_syncpacks(content_catalog& catalog, const std::vector<std::string>& extra,
+                          bool bundled, const cli_environment& env) {
+  if (auto err = load_syncpack_dirs(catalog, extra, bundled))
+    return err;
+  if (!env.add_content_steps)
+    return {};
+  return env.add_content_steps(catalog.syncpacks(), *env.registry);
+}
+
 } // namespace
 
-/// The --syncpack directories, then every bundled SyncPack.
+/// The --syncpack directories, then every bundled SyncPack, and their steps.
 caf::error load_bundled_syncpacks(std::vector<syncpack_content>& out,
-                                  const std::vector<std::string>& extra) {
+                                  const std::vector<std::string>& extra,
+                                  const cli_environment& env) {
   content_catalog catalog;
-  if (auto err = load_syncpacks(catalog, extra, true))
+  if (auto err = load_syncpacks(catalog, extra, true, env))
     return err;
   out = catalog.syncpacks();
   return {};
@@ -320,7 +332,7 @@ int cmd_run(const run_args& a, const cli_environment& env) {
                             message_of(store.error())));
   content_store stored{**store};
   content_catalog catalog{&stored};
-  if (auto err = load_syncpacks(catalog, a.syncpacks, true))
+  if (auto err = load_syncpacks(catalog, a.syncpacks, true, env))
     return fail(message_of(err));
   // Application.
   std::optional<application> app;
@@ -453,7 +465,11 @@ int cmd_run(const run_args& a, const cli_environment& env) {
 
 // -- validate -----------------------------------------------------------------
 
-int cmd_validate(const std::vector<std::string>& files, const cli_environment& env) {
+int cmd_validate(const std::vector<std::string>& files, const std::vector<std::string>& packs,
+                 const cli_environment& env) {
+  content_catalog catalog;
+  if (auto err = load_syncpacks(catalog, packs, true, env))
+    return fail(message_of(err));
   int bad = 0;
   for (const auto& f : files) {
     auto doc = load_json_file(f);
@@ -511,7 +527,10 @@ int cmd_validate(const std::vector<std::string>& files, const cli_environment& e
   return bad ? exit_usage : exit_ok;
 }
 
-int cmd_steps(const cli_environment& env, bool as_json) {
+int cmd_steps(const cli_environment& env, const std::vector<std::string>& packs, bool as_json) {
+  content_catalog catalog;
+  if (auto err = load_syncpacks(catalog, packs, true, env))
+    return fail(message_of(err));
   if (as_json) {
     json::array out;
     for (const auto* t : env.registry->all())
@@ -560,10 +579,14 @@ int run_cli(int argc, char** argv, const cli_environment& env) {
   std::vector<std::string> vfiles;
   auto* validate = app.add_subcommand("validate", "Check application and configuration files");
   validate->add_option("files", vfiles, "Files to check")->required();
+  std::vector<std::string> vpacks;
+  validate->add_option("--syncpack", vpacks, "Also load a SyncPack directory and its steps (repeatable)");
 
   bool steps_json = false;
   auto* steps = app.add_subcommand("steps", "List the step types this build provides");
   steps->add_flag("--json", steps_json, "Print as JSON");
+  std::vector<std::string> spacks;
+  steps->add_option("--syncpack", spacks, "Also load a SyncPack directory and its steps (repeatable)");
 
   serve_options so;
   if (const char* r = std::getenv("STEPFLOW_RETENTION_DAYS"); r && *r)
@@ -608,9 +631,9 @@ int run_cli(int argc, char** argv, const cli_environment& env) {
     if (run->parsed())
       return cmd_run(ra, env);
     if (validate->parsed())
-      return cmd_validate(vfiles, env);
+      return cmd_validate(vfiles, vpacks, env);
     if (steps->parsed())
-      return cmd_steps(env, steps_json);
+      return cmd_steps(env, spacks, steps_json);
     if (serve->parsed()) {
       so.sync = !no_sync;
       return run_server(so, env);

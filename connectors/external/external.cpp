@@ -1,0 +1,421 @@
+// External-process step types: one process_pool group per step type; run()
+// writes the task line and returns; the pool's thread turns the process's
+// lines into log lines, cache calls and the step outcome.
+#include "external/external.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "stepflow/runtime/cache.hpp"
+#include "stepflow/runtime/log_level.hpp"
+#include "stepflow/runtime/process_pool.hpp"
+
+namespace stepflow::connectors {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view scope = "external";
+
+struct external_options {
+  std::string python = "/usr/bin/python3";
+  std::string python_lib;
+  std::size_t concurrency = 4;
+  std::uint64_t memory_limit_mb = 1024;
+  std::uint64_t max_tasks = 0;
+  double start_timeout_s = 30;
+};
+
+/// The folder holding stepflow_step_host.py: $STEPFLOW_PYTHON_LIB, else
+/// connectors/python beside or above the binary, else the installed copy.
+std::string find_python_lib() {
+  if (const char* d = std::getenv("STEPFLOW_PYTHON_LIB"); d && *d)
+    return d;
+  std::error_code ec;
+  auto exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec)
+    for (auto p : {exe.parent_path() / "python", exe.parent_path() / "connectors" / "python",
+                   exe.parent_path().parent_path() / "connectors" / "python"})
+      if (fs::exists(p / "stepflow_step_host.py", ec))
+        return p.string();
+  return "/usr/share/stepflow/python";
+}
+
+int level_of(std::string_view name) {
+  if (name == "debug")
+    return log_level::debug;
+  if (name == "warning" || name == "warn")
+    return log_level::warning;
+  if (name == "error" || name == "critical" || name == "exception")
+    return log_level::error;
+  return log_level::info; // info, flow, anything else
+}
+
+/// The process pool and everything the step types share; outlives every run
+/// (the registry and in-flight callbacks hold it).
+struct shared_state {
+  process_pool pool;
+};
+
+class external_step final : public step_type {
+public:
+  external_step(std::shared_ptr<shared_state> state, process_pool::group_id group, step_info info)
+    : state_(std::move(state)), group_(group), info_(std::move(info)) {}
+
+  const step_info& info() const noexcept override { return info_; }
+
+  void run(std::shared_ptr<step_context> ctx, step_done done) const override {
+    process_task task;
+    task.id = fmt::format("{}:{}", ctx->run_id, ctx->step_name);
+    task.request = request_line(*ctx, task.id);
+    task.is_cancelled = [ctx] { return ctx->cancelled.load(); };
+    task.on_message = [ctx](json::object msg, const process_reply& reply) {
+      on_message(*ctx, std::move(msg), reply);
+    };
+    task.done = [done = std::move(done)](caf::expected<json::object> result) {
+      if (!result) {
+        done(step_outcome::failure(message_of(result.error())));
+        return;
+      }
+      auto& r = *result;
+      json::value data = nullptr;
+      if (auto* d = r.if_contains("data"))
+        data = std::move(*d);
+      auto* ok = r.if_contains("ok");
+      if (ok && ok->is_bool() && ok->get_bool()) {
+        done(step_outcome::success(std::move(data)));
+        return;
+      }
+      std::string why = "the step failed";
+      if (auto* e = r.if_contains("error"); e && e->is_string() && !e->get_string().empty())
+        why = std::string(e->get_string());
+      done(step_outcome::failure(std::move(why), std::move(data)));
+    };
+    state_->pool.submit(group_, std::move(task));
+  }
+
+private:
+  /// The "run" line, serialised piecewise so step data is never copied.
+  std::string request_line(const step_context& ctx, const std::string& id) const {
+    std::string out;
+    out.reserve(512);
+    out += fmt::format(R"({{"type":"run","protocol":1,"id":{},"run_id":{},"application":{},)",
+                       quote_json(id), quote_json(ctx.run_id), quote_json(ctx.application));
+    out += fmt::format(R"("step":{{"name":{},"file":{},"syncpack":{}}},"params":)",
+                       quote_json(ctx.step_name), quote_json(ctx.step_type),
+                       quote_json(info_.syncpack));
+    out += to_json(ctx.params);
+    out += R"(,"inputs":[)";
+    bool first = true;
+    for (const auto& [name, data] : ctx.inputs) {
+      out += first ? "" : ",";
+      first = false;
+      out += fmt::format(R"({{"name":{},"data":)", quote_json(name));
+      out += data ? to_json(*data) : "null";
+      out += "}";
+    }
+    out += R"(],"app_variables":)";
+    out += ctx.app_variables ? to_json(*ctx.app_variables) : "{}";
+    out += R"(,"configuration":)";
+    out += ctx.configuration ? to_json(*ctx.configuration) : "{}";
+    out += fmt::format(R"(,"log_level":{}}})", ctx.log_level);
+    return out;
+  }
+
+  static void on_message(step_context& ctx, json::object msg, const process_reply& reply) {
+    auto type = msg.if_contains("type");
+    std::string_view t = type && type->is_string() ? std::string_view(type->get_string()) : "";
+    if (t == "log") {
+      auto* lvl = msg.if_contains("level");
+      auto* text = msg.if_contains("message");
+      ctx.log(level_of(lvl && lvl->is_string() ? std::string_view(lvl->get_string()) : "info"),
+              text ? to_text(*text) : std::string{});
+      return;
+    }
+    if (t == "cache") {
+      cache_call(ctx, std::move(msg), reply);
+      return;
+    }
+    // Unknown message types are ignored: newer programs may send more.
+  }
+
+  static void cache_call(step_context& ctx, json::object msg, const process_reply& reply) {
+    json::value request = msg.contains("request") ? msg["request"] : json::value(nullptr);
+    json::value id = msg.contains("id") ? msg["id"] : json::value(nullptr);
+    auto answer = [reply, request, id](caf::expected<json::value> v) {
+      json::object out{{"type", "cache_result"}, {"id", id}, {"request", request}};
+      if (v) {
+        out["ok"] = true;
+        out["value"] = std::move(*v);
+      } else {
+        out["ok"] = false;
+        out["error"] = message_of(v.error());
+      }
+      reply(to_json(out));
+    };
+    auto* c = ctx.services.cache;
+    auto* op = msg.if_contains("op");
+    auto* key = msg.if_contains("key");
+    if (!c) {
+      answer(make_error(errc::unavailable, "no cache in this run"));
+      return;
+    }
+    if (!op || !op->is_string() || !key || !key->is_string() || key->get_string().empty()) {
+      answer(make_error(errc::invalid_argument, "a cache request needs \"op\" and \"key\""));
+      return;
+    }
+    std::string k(key->get_string());
+    if (op->get_string() == "get") {
+      auto v = c->get(k);
+      if (!v)
+        answer(std::move(v.error()));
+      else
+        answer(*v ? std::move(**v) : json::value(nullptr));
+    } else if (op->get_string() == "save") {
+      int64_t ttl = 0;
+      if (auto* t = msg.if_contains("ttl"); t && t->is_number())
+        ttl = t->to_number<int64_t>();
+      json::value value = msg.contains("value") ? msg["value"] : json::value(nullptr);
+      c->put_async(k, value, ttl, [answer](caf::error err) {
+        answer(err ? caf::expected<json::value>(std::move(err)) : json::value(true));
+      });
+    } else if (op->get_string() == "delete") {
+      c->erase_async(k, [answer](caf::error err) {
+        answer(err ? caf::expected<json::value>(std::move(err)) : json::value(true));
+      });
+    } else {
+      answer(make_error(errc::invalid_argument,
+                        fmt::format("unknown cache op {}", quote_json(op->get_string()))));
+    }
+  }
+
+  std::shared_ptr<shared_state> state_;
+  process_pool::group_id group_;
+  step_info info_;
+};
+
+// -- manifests ------------------------------------------------------------------
+
+struct found_step {
+  step_info info;
+  process_spec spec;
+  std::string file; ///< for messages
+};
+
+caf::expected<found_step> read_manifest(const fs::path& file, const std::string& pack,
+                                        const process_spec& defaults) {
+  auto doc = load_json_file(file.string());
+  if (!doc)
+    return std::move(doc.error());
+  auto where = file.string();
+  if (!doc->is_object())
+    return make_error(errc::invalid_definition, fmt::format("{}: must be a JSON object", where));
+  auto& o = doc->get_object();
+  if (auto err = reject_unknown(o, where,
+                                {"name", "command", "friendly_name", "description", "version",
+                                 "parameters", "concurrency", "timeout", "memory_limit_mb",
+                                 "max_tasks", "env"}))
+    return err;
+  found_step s;
+  s.file = where;
+  s.spec = defaults;
+  auto stem = file.filename().string();
+  stem = stem.substr(0, stem.size() - std::string_view(".step.json").size());
+  auto name = option_string(o, where, "name", stem);
+  if (!name)
+    return std::move(name.error());
+  s.info.name = *name;
+  s.info.syncpack = pack;
+  s.spec.name = *name;
+  auto* cmd = o.if_contains("command");
+  if (!cmd || !cmd->is_array() || cmd->get_array().empty())
+    return make_error(errc::invalid_definition,
+                      fmt::format("{}: command must be a non-empty array of strings", where));
+  for (auto& a : cmd->get_array()) {
+    if (!a.is_string())
+      return make_error(errc::invalid_definition,
+                        fmt::format("{}: command must be a non-empty array of strings", where));
+    s.spec.argv.emplace_back(a.get_string());
+  }
+  // A relative command with a slash is relative to the manifest's folder.
+  if (fs::path p = s.spec.argv[0]; p.is_relative() && p.filename() != p)
+    s.spec.argv[0] = (file.parent_path() / p).lexically_normal().string();
+  s.spec.cwd = file.parent_path().string();
+  for (auto [key, field] : {std::pair{"friendly_name", &s.info.friendly_name},
+                            std::pair{"description", &s.info.description},
+                            std::pair{"version", &s.info.version}}) {
+    auto v = option_string(o, where, key, *field);
+    if (!v)
+      return std::move(v.error());
+    *field = *v;
+  }
+  if (s.info.friendly_name.empty())
+    s.info.friendly_name = s.info.name;
+  if (auto* ps = o.if_contains("parameters")) {
+    if (!ps->is_array())
+      return make_error(errc::invalid_definition, fmt::format("{}: parameters must be an array", where));
+    for (auto& p : ps->get_array()) {
+      if (!p.is_object() || !p.get_object().contains("name")
+          || !p.get_object().at("name").is_string())
+        return make_error(errc::invalid_definition,
+                          fmt::format("{}: every parameter needs a \"name\"", where));
+      auto& po = p.get_object();
+      param_info pi;
+      pi.name = std::string(po.at("name").get_string());
+      if (auto* d = po.if_contains("description"); d && d->is_string())
+        pi.description = std::string(d->get_string());
+      if (auto* r = po.if_contains("required"); r && r->is_bool())
+        pi.required = r->get_bool();
+      if (auto* d = po.if_contains("default_value"))
+        pi.default_value = *d;
+      if (auto* t = po.if_contains("type"); t && t->is_string())
+        pi.type = std::string(t->get_string());
+      s.info.params.push_back(std::move(pi));
+    }
+  }
+  auto num = [&](std::string_view key, double fallback) { return option_number(o, where, key, fallback); };
+  auto conc = num("concurrency", static_cast<double>(s.spec.concurrency));
+  auto timeout = num("timeout", 0);
+  auto mem = num("memory_limit_mb", static_cast<double>(s.spec.memory_limit_bytes >> 20));
+  auto max_tasks = num("max_tasks", static_cast<double>(s.spec.max_tasks));
+  for (auto* v : {&conc, &timeout, &mem, &max_tasks})
+    if (!*v)
+      return std::move(v->error());
+  if (*conc < 1)
+    return make_error(errc::invalid_definition, fmt::format("{}: concurrency must be at least 1", where));
+  s.spec.concurrency = static_cast<std::size_t>(*conc);
+  s.spec.task_timeout = std::chrono::milliseconds(static_cast<int64_t>(std::max(0.0, *timeout) * 1000));
+  s.spec.memory_limit_bytes = static_cast<std::uint64_t>(std::max(0.0, *mem)) << 20;
+  s.spec.max_tasks = static_cast<std::uint64_t>(std::max(0.0, *max_tasks));
+  if (auto* env = o.if_contains("env")) {
+    if (!env->is_object())
+      return make_error(errc::invalid_definition, fmt::format("{}: env must be an object", where));
+    for (auto& kv : env->get_object())
+      s.spec.env.emplace_back(std::string(kv.key()), to_text(kv.value()));
+  }
+  return s;
+}
+
+found_step python_step(const fs::path& file, const std::string& pack, const process_spec& defaults,
+                       const external_options& o) {
+  found_step s;
+  s.file = file.string();
+  s.spec = defaults;
+  s.info.name = file.stem().string();
+  s.info.friendly_name = s.info.name;
+  s.info.description = fmt::format("PowerFlow Python step {}/steps/{}", pack,
+                                   file.filename().string());
+  s.info.syncpack = pack;
+  s.spec.name = s.info.name;
+  s.spec.argv = {o.python, (fs::path(o.python_lib) / "stepflow_step_host.py").string(),
+                 "--step-file", fs::absolute(file).string(), "--syncpack", pack};
+  s.spec.cwd = file.parent_path().string();
+  s.spec.env = {{"PYTHONDONTWRITEBYTECODE", "1"}, {"PYTHONUNBUFFERED", "1"}};
+  return s;
+}
+
+class external_connector final : public connector {
+public:
+  external_connector(external_options o, std::vector<found_step> steps)
+    : opts_(std::move(o)), steps_(std::move(steps)), state_(std::make_shared<shared_state>()) {}
+
+  caf::error add_steps(step_registry& registry) override {
+    for (auto& s : steps_) {
+      if (registry.find(s.info.name)) {
+        // A SyncPack's own copy of a built-in step (e.g. an exported
+        // base_steps_syncpack/steps/QueryREST.py): the native one is used.
+        std::cerr << fmt::format("stepflow: {} is not used: the built-in step {} has that name\n",
+                                 s.file, s.info.name);
+        continue;
+      }
+      auto group = state_->pool.add_group(s.spec);
+      if (auto err = registry.add(std::make_shared<external_step>(state_, group, s.info)))
+        return err;
+    }
+    steps_.clear();
+    return {};
+  }
+
+private:
+  external_options opts_;
+  std::vector<found_step> steps_;
+  std::shared_ptr<shared_state> state_;
+};
+
+} // namespace
+
+caf::expected<std::shared_ptr<connector>> make_external_connector(const connector_setup& setup) {
+  const auto& o = *setup.options;
+  if (auto err = reject_unknown(o, scope, {"python", "python_lib", "concurrency", "memory_limit_mb",
+                                           "max_tasks", "start_timeout"}))
+    return err;
+  external_options opts;
+  auto python = option_string(o, scope, "python", opts.python);
+  auto lib = option_string(o, scope, "python_lib", "");
+  auto conc = option_number(o, scope, "concurrency", 4);
+  auto mem = option_number(o, scope, "memory_limit_mb", 1024);
+  auto max_tasks = option_number(o, scope, "max_tasks", 0);
+  auto start = option_number(o, scope, "start_timeout", 30);
+  if (!python)
+    return std::move(python.error());
+  if (!lib)
+    return std::move(lib.error());
+  for (auto* v : {&conc, &mem, &max_tasks, &start})
+    if (!*v)
+      return std::move(v->error());
+  if (*conc < 1)
+    return make_error(errc::invalid_definition, "external.concurrency must be at least 1");
+  if (*start <= 0)
+    return make_error(errc::invalid_definition, "external.start_timeout must be positive");
+  opts.python = *python;
+  opts.python_lib = lib->empty() ? find_python_lib() : *lib;
+  opts.concurrency = static_cast<std::size_t>(*conc);
+  opts.memory_limit_mb = static_cast<std::uint64_t>(std::max(0.0, *mem));
+  opts.max_tasks = static_cast<std::uint64_t>(std::max(0.0, *max_tasks));
+  opts.start_timeout_s = *start;
+
+  process_spec defaults;
+  defaults.concurrency = opts.concurrency;
+  defaults.memory_limit_bytes = opts.memory_limit_mb << 20;
+  defaults.max_tasks = opts.max_tasks;
+  defaults.start_timeout = std::chrono::milliseconds(static_cast<int64_t>(opts.start_timeout_s * 1000));
+
+  std::vector<found_step> steps;
+  std::map<std::string, std::string> seen; // step name -> file
+  for (const auto& pack : *setup.syncpacks) {
+    fs::path dir = fs::path(pack.dir) / "steps";
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec))
+      continue;
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(dir, ec))
+      if (e.is_regular_file())
+        files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      auto fname = f.filename().string();
+      bool manifest = fname.size() > 10 && fname.ends_with(".step.json");
+      if (!manifest && (f.extension() != ".py" || fname.starts_with("_")))
+        continue;
+      caf::expected<found_step> s = manifest ? read_manifest(f, pack.name, defaults)
+                                             : python_step(f, pack.name, defaults, opts);
+      if (!s)
+        return std::move(s.error());
+      if (auto it = seen.find(s->info.name); it != seen.end())
+        return make_error(errc::already_exists,
+                          fmt::format("step type {} is defined twice: {} and {}",
+                                      quote_json(s->info.name), it->second, s->file));
+      seen.emplace(s->info.name, s->file);
+      steps.push_back(std::move(*s));
+    }
+  }
+  return std::make_shared<external_connector>(std::move(opts), std::move(steps));
+}
+
+} // namespace stepflow::connectors

@@ -1,0 +1,104 @@
+#include "stepflow/connectors/connector.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "external/external.hpp"
+#include "plugins/plugins.hpp"
+
+namespace stepflow::connectors {
+
+namespace {
+
+// The one explicit list. A connector is added here and nowhere else.
+constexpr connector_entry entries[] = {
+  {"external", make_external_connector},
+  {"plugins", make_plugin_connector},
+};
+
+} // namespace
+
+std::span<const connector_entry> connector_list() {
+  return entries;
+}
+
+caf::expected<std::vector<std::shared_ptr<connector>>>
+connect_all(const json::object& options, const std::vector<syncpack_content>& syncpacks,
+            step_registry& registry) {
+  for (const auto& kv : options) {
+    auto name = std::string_view(kv.key());
+    if (std::none_of(std::begin(entries), std::end(entries),
+                     [&](const connector_entry& e) { return e.name == name; }))
+      return make_error(errc::invalid_definition,
+                        fmt::format("connectors options: no connector named {}",
+                                    quote_json(name)));
+    if (!kv.value().is_object())
+      return make_error(errc::invalid_definition,
+                        fmt::format("connectors options: {} must be an object", name));
+  }
+  std::vector<std::shared_ptr<connector>> out;
+  const json::object empty;
+  for (const auto& e : entries) {
+    auto it = options.find(e.name);
+    connector_setup setup{it == options.end() ? &empty : &it->value().get_object(), &syncpacks};
+    auto made = e.make(setup);
+    if (!made)
+      return std::move(made.error());
+    if (auto err = (*made)->add_steps(registry))
+      return err;
+    out.push_back(std::move(*made));
+  }
+  return out;
+}
+
+caf::expected<json::object> load_connector_options() {
+  const char* path = std::getenv("STEPFLOW_CONNECTORS");
+  if (!path || !*path)
+    return json::object{};
+  auto text = read_file(path);
+  if (!text)
+    return std::move(text.error());
+  auto doc = parse_json(*text, path);
+  if (!doc)
+    return std::move(doc.error());
+  if (!doc->is_object())
+    return make_error(errc::invalid_definition,
+                      fmt::format("{}: the connectors options must be a JSON object", path));
+  return std::move(doc->get_object());
+}
+
+caf::expected<double> option_number(const json::object& o, std::string_view scope,
+                                    std::string_view key, double fallback) {
+  auto it = o.find(key);
+  if (it == o.end() || it->value().is_null())
+    return fallback;
+  if (!it->value().is_number())
+    return make_error(errc::invalid_definition,
+                      fmt::format("{}.{} must be a number", scope, key));
+  return it->value().to_number<double>();
+}
+
+caf::expected<std::string> option_string(const json::object& o, std::string_view scope,
+                                         std::string_view key, std::string fallback) {
+  auto it = o.find(key);
+  if (it == o.end() || it->value().is_null())
+    return fallback;
+  if (!it->value().is_string())
+    return make_error(errc::invalid_definition,
+                      fmt::format("{}.{} must be a string", scope, key));
+  return std::string(it->value().get_string());
+}
+
+caf::error reject_unknown(const json::object& o, std::string_view scope,
+                          std::initializer_list<std::string_view> known) {
+  for (const auto& kv : o)
+    if (std::find(known.begin(), known.end(), std::string_view(kv.key())) == known.end())
+      return make_error(errc::invalid_definition,
+                        fmt::format("{}: unknown option {}", scope,
+                                    quote_json(std::string_view(kv.key()))));
+  return {};
+}
+
+} // namespace stepflow::connectors
