@@ -5,6 +5,7 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <string>
@@ -23,6 +24,8 @@ namespace {
 
 constexpr double default_timeout_s = 60;
 constexpr double default_connect_timeout_s = 10;
+/// Most retries a step may ask for.
+constexpr int max_retries = 10;
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
   return a.size() == b.size()
@@ -30,14 +33,6 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
               return std::tolower(static_cast<unsigned char>(x))
                      == std::tolower(static_cast<unsigned char>(y));
             });
-}
-
-/// The first header `name` (case-insensitive), or nullptr.
-const std::string* find_header(const http_headers& headers, std::string_view name) noexcept {
-  for (const auto& [n, v] : headers)
-    if (iequals(n, name))
-      return &v;
-  return nullptr;
 }
 
 /// prefix + relative with exactly one '/' between them. A relative part that
@@ -91,6 +86,14 @@ json::object headers_value(const http_headers& headers) {
   return out;
 }
 
+/// `text` as a number, or -1 when it does not hold exactly one.
+double parse_count(std::string_view text) {
+  std::string t(text);
+  char* end = nullptr;
+  double v = std::strtod(t.c_str(), &end);
+  return t.empty() || !end || *end != '\0' ? -1 : v;
+}
+
 bool status_expected(long status, const json::value* expected) {
   if (!expected || expected->is_null())
     return status >= 200 && status < 300;
@@ -115,13 +118,14 @@ step_outcome build_outcome(step_context& ctx, const std::string& method, const s
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
               std::chrono::steady_clock::now() - started)
               .count();
-  ctx.log(log_level::info, fmt::format("HTTP {} in {} ms", res.status, ms));
+  auto attempts = res.attempts > 1 ? fmt::format(" after {} attempts", res.attempts) : std::string();
+  ctx.log(log_level::info, fmt::format("HTTP {} in {} ms{}", res.status, ms, attempts));
   if (!status_expected(res.status, ctx.param("expected_status"))) {
     json::object data{{"http_code", res.status},
                       {"headers", headers_value(res.headers)},
                       {"body", body_value(res)}};
-    return step_outcome::failure(fmt::format("{} {} returned HTTP {}", method, url, res.status),
-                                 std::move(data));
+    return step_outcome::failure(
+      fmt::format("{} {} returned HTTP {}{}", method, url, res.status, attempts), std::move(data));
   }
   if (res.body.empty()) {
     if (auto* location = find_header(res.headers, "Location"))
@@ -172,6 +176,13 @@ public:
         "Connection timeout in seconds (non-positive: the default).");
     add("expected_status", "any", nullptr,
         "Status code, or array of codes, counted as success; null means any 2xx.");
+    add("retries", "number", 0,
+        "Times to retry after a connect error, a timeout before any response, or HTTP 429, "
+        "500, 502, 503 or 504 (backoff with jitter, Retry-After honoured). POST and PATCH "
+        "are retried only before they were sent, unless idempotency_key is set. At most 10.");
+    add("idempotency_key", "string", "",
+        "Sent as the Idempotency-Key header on every attempt; lets retries replay POST and "
+        "PATCH.");
   }
 
   const step_info& info() const noexcept override { return info_; }
@@ -202,6 +213,18 @@ public:
     for (auto name : {"timeout", "connect_timeout"})
       if (auto* t = get(name); t && !t->is_number() && !t->is_string())
         return bad(fmt::format("parameter \"{}\" must be a number of seconds", name));
+    if (auto* r = get("retries")) {
+      double n = -1;
+      if (r->is_number())
+        n = r->to_number<double>();
+      else if (r->is_string())
+        n = parse_count(r->get_string());
+      if (!(n >= 0 && n <= max_retries && n == std::floor(n)))
+        return bad(fmt::format("parameter \"retries\" must be a whole number from 0 to {}",
+                               max_retries));
+    }
+    if (auto* k = get("idempotency_key"); k && !k->is_string() && !k->is_number())
+      return bad("parameter \"idempotency_key\" must be a string");
     return {};
   }
 
@@ -253,6 +276,11 @@ public:
       req.proxy = ctx->param_string("proxy");
       req.timeout = seconds_param(*ctx, "timeout", default_timeout_s);
       req.connect_timeout = seconds_param(*ctx, "connect_timeout", default_connect_timeout_s);
+      auto retries = ctx->param_number("retries", 0);
+      if (!std::isfinite(retries) || retries < 0)
+        retries = 0;
+      req.retry.max_attempts = 1 + static_cast<int>(std::min<double>(retries, max_retries));
+      req.idempotency_key = ctx->param_string("idempotency_key");
       ctx->log(log_level::debug, fmt::format("{} {}", method, url));
     } catch (const std::exception& e) {
       return done(step_outcome::failure(fmt::format("QueryREST: {}", e.what())));

@@ -1,10 +1,12 @@
 // QueryREST against the local test server through a real http_client.
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <future>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -251,4 +253,80 @@ TEST_CASE("QueryREST check() rejects bad parameters") {
   for (const auto& p : step->info().params)
     documented = documented || (p.name == "prefix_url" && p.required);
   CHECK(documented);
+}
+
+TEST_CASE("QueryREST without retries sends once; with retries it rides out a 503") {
+  std::atomic<int> calls{0};
+  http_test_server server{[&](const test_request&) {
+    test_response r;
+    if (++calls % 2 == 1) {
+      r.status = 503;
+      r.headers.emplace_back("Retry-After", "0");
+    }
+    r.body = R"({"n":1})";
+    return r;
+  }};
+  http_client client;
+  auto step = connectors::make_query_rest_step();
+  auto out = run_step(*step, make_context(&client, json::object{{"prefix_url", server.url()},
+                                                                {"relative_url", "api/x"}}));
+  REQUIRE_FALSE(out.ok);
+  CHECK(out.error == "GET " + server.url() + "/api/x returned HTTP 503");
+  CHECK(calls == 1);
+
+  calls = 0;
+  auto ctx = make_context(&client, json::object{{"prefix_url", server.url()},
+                                                {"relative_url", "api/x"},
+                                                {"retries", 3}});
+  out = run_step(*step, ctx);
+  REQUIRE(out.ok);
+  CHECK(calls == 2);
+  bool logged = false;
+  for (auto& line : ctx->take_logs())
+    logged = logged || (line.message.starts_with("HTTP 200 in ") && line.message.ends_with(" after 2 attempts"));
+  CHECK(logged);
+}
+
+TEST_CASE("QueryREST retries a POST only with an idempotency_key, sending it on every attempt") {
+  auto rec = std::make_shared<std::vector<test_request>>();
+  auto mtx = std::make_shared<std::mutex>();
+  http_test_server server{[rec, mtx](const test_request& r) {
+    std::lock_guard<std::mutex> guard{*mtx};
+    rec->push_back(r);
+    test_response res;
+    res.status = rec->size() % 2 == 1 ? 502 : 201;
+    res.body = "{}";
+    return res;
+  }};
+  http_client client;
+  auto step = connectors::make_query_rest_step();
+  json::object params{{"prefix_url", server.url()}, {"method", "POST"},
+                      {"payload", json::object{{"a", 1}}}, {"retries", "2"}};
+  auto out = run_step(*step, make_context(&client, params));
+  REQUIRE_FALSE(out.ok);
+  CHECK(out.error.ends_with("returned HTTP 502"));
+  REQUIRE(out.data.is_object());
+  CHECK(out.data.as_object()["http_code"] == json::value(502));
+
+  params["idempotency_key"] = "run-1:query";
+  {
+    std::lock_guard<std::mutex> guard{*mtx};
+    rec->clear();
+  }
+  out = run_step(*step, make_context(&client, params));
+  REQUIRE(out.ok);
+  std::lock_guard<std::mutex> guard{*mtx};
+  REQUIRE(rec->size() == 2);
+  CHECK((*rec)[0].header("Idempotency-Key") == "run-1:query");
+  CHECK((*rec)[1].header("Idempotency-Key") == "run-1:query");
+}
+
+TEST_CASE("QueryREST check() rejects bad retries") {
+  auto step = connectors::make_query_rest_step();
+  CHECK(step->check(json::object{{"prefix_url", "http://h"}, {"retries", -1}}));
+  CHECK(step->check(json::object{{"prefix_url", "http://h"}, {"retries", 1.5}}));
+  CHECK(step->check(json::object{{"prefix_url", "http://h"}, {"retries", 11}}));
+  CHECK(step->check(json::object{{"prefix_url", "http://h"}, {"retries", "many"}}));
+  CHECK_FALSE(step->check(json::object{{"prefix_url", "http://h"}, {"retries", "3"}}));
+  CHECK_FALSE(step->check(json::object{{"prefix_url", "http://h"}, {"retries", 0}}));
 }
