@@ -14,21 +14,21 @@ public:
   hello_step() {
     info_.name = "HelloPlugin";
     info_.friendly_name = "Hello (plugin)";
-    info_.description = "Greets \"name\"; an example step loaded from a plugin.";
+    info_.description = "Greets \"who\"; an example step loaded from a plugin.";
     info_.version = "1.0.0";
     info_.syncpack = "example_plugin";
-    info_.params = {{"name", "Who to greet.", true, nullptr, "string"},
+    info_.params = {{"who", "Who to greet.", true, nullptr, "string"},
                     {"shout", "Upper-case the greeting.", false, false, "boolean"}};
   }
 
   const step_info& info() const noexcept override { return info_; }
 
   void run(std::shared_ptr<step_context> ctx, step_done done) const override {
-    std::string greeting = "Hello, " + ctx->param_string("name") + "!";
+    std::string greeting = "Hello, " + ctx->param_string("who") + "!";
     if (ctx->param_bool("shout", false))
       for (auto& c : greeting)
         c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    ctx->log(20, "greeted " + ctx->param_string("name"));
+    ctx->log(20, "greeted " + ctx->param_string("who"));
     json::object out{{"greeting", greeting}};
     if (auto in = ctx->joined_input(); !in.is_null())
       out["input"] = std::move(in);

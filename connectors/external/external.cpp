@@ -186,8 +186,12 @@ private:
         answer(err ? caf::expected<json::value>(std::move(err)) : json::value(true));
       });
     } else if (op->get_string() == "delete") {
-      c->erase_async(k, [answer](caf::error err) {
-        answer(err ? caf::expected<json::value>(std::move(err)) : json::value(true));
+      // The answer says whether something was there (a racing writer may
+      // make it stale; the entry is gone either way).
+      auto existed = c->get(k);
+      bool was = existed && *existed;
+      c->erase_async(k, [answer, was](caf::error err) {
+        answer(err ? caf::expected<json::value>(std::move(err)) : json::value(was));
       });
     } else {
       answer(make_error(errc::invalid_argument,
