@@ -7,6 +7,7 @@
 
 #include "external/external.hpp"
 #include "plugins/plugins.hpp"
+#include "ssh/ssh.hpp"
 
 namespace stepflow::connectors {
 
@@ -16,6 +17,7 @@ namespace {
 constexpr connector_entry entries[] = {
   {"external", make_external_connector},
   {"plugins", make_plugin_connector},
+  {"ssh", make_ssh_connector},
 };
 
 } // namespace
