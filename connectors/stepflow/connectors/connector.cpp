@@ -8,6 +8,7 @@
 #include "external/external.hpp"
 #include "plugins/plugins.hpp"
 #include "ssh/ssh.hpp"
+#include "sql/sql.hpp"
 
 namespace stepflow::connectors {
 
@@ -18,6 +19,7 @@ constexpr connector_entry entries[] = {
   {"external", make_external_connector},
   {"plugins", make_plugin_connector},
   {"ssh", make_ssh_connector},
+  {"sql", make_sql_connector},
 };
 
 } // namespace
