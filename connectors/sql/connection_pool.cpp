@@ -183,4 +183,86 @@ void connection_pool::reap() {
   }
 }
 
+// -- statement_watchdog --------------------------------------------------------
+
+namespace {
+/// How long past its deadline a statement may run before the watchdog
+/// interrupts it (the libraries' own timeouts normally end it first).
+constexpr auto overrun_grace = std::chrono::seconds(2);
+} // namespace
+
+statement_watchdog::statement_watchdog() : thread_([this] { loop(); }) {}
+
+statement_watchdog::~statement_watchdog() {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+statement_watchdog::guard statement_watchdog::watch(const query_control* ctl,
+                                                    sql_connection* conn) {
+  std::lock_guard<std::mutex> lock{mtx_};
+  auto id = next_++;
+  watched_.emplace(id, entry{ctl, conn, false, false});
+  cv_.notify_all();
+  return guard{this, id};
+}
+
+statement_watchdog::guard::~guard() {
+  if (!w_)
+    return;
+  // Once erased (after any interrupt() in progress), the watchdog never
+  // touches the connection again.
+  std::unique_lock<std::mutex> lock{w_->mtx_};
+  w_->cv_.wait(lock, [&] {
+    auto it = w_->watched_.find(id_);
+    return it == w_->watched_.end() || !it->second.interrupting;
+  });
+  w_->watched_.erase(id_);
+}
+
+std::size_t statement_watchdog::interrupted() const {
+  std::lock_guard<std::mutex> lock{mtx_};
+  return interrupted_;
+}
+
+void statement_watchdog::loop() {
+  std::unique_lock<std::mutex> lock{mtx_};
+  while (!stopping_) {
+    if (watched_.empty())
+      cv_.wait(lock, [this] { return stopping_ || !watched_.empty(); });
+    else
+      cv_.wait_for(lock, std::chrono::milliseconds(100));
+    if (stopping_)
+      break;
+    auto now = std::chrono::steady_clock::now();
+    std::vector<uint64_t> due;
+    for (auto& [id, e] : watched_) {
+      if (e.done)
+        continue;
+      bool overdue = e.ctl->deadline != std::chrono::steady_clock::time_point::max()
+                     && now > e.ctl->deadline + overrun_grace;
+      if (e.ctl->is_cancelled() || overdue) {
+        e.done = true;
+        e.interrupting = true;
+        due.push_back(id);
+      }
+    }
+    for (auto id : due) {
+      auto* conn = watched_.at(id).conn;
+      ++interrupted_;
+      // Outside the lock (MySQL's interrupt opens a side connection); the
+      // guard's destructor waits for it, so the connection stays alive.
+      lock.unlock();
+      conn->interrupt();
+      lock.lock();
+      watched_.at(id).interrupting = false;
+      cv_.notify_all();
+    }
+  }
+}
+
 } // namespace stepflow::connectors::sql

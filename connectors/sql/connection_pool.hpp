@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "sql/sql_backend.hpp"
@@ -93,6 +94,52 @@ private:
   std::map<std::string, per_target> targets_;
   bool stopping_ = false;
   std::thread reaper_;
+};
+
+/// One thread that interrupts statements whose step was cancelled (or that
+/// overran their deadline by more than a grace period the library timeout
+/// should have covered), so a blocked pool thread is released.
+class statement_watchdog {
+public:
+  statement_watchdog();
+  ~statement_watchdog();
+  statement_watchdog(const statement_watchdog&) = delete;
+  statement_watchdog& operator=(const statement_watchdog&) = delete;
+
+  /// Watches `conn` under `ctl` until the returned guard is destroyed.
+  class guard {
+  public:
+    guard(statement_watchdog* w, uint64_t id) : w_(w), id_(id) {}
+    guard(guard&& other) noexcept : w_(std::exchange(other.w_, nullptr)), id_(other.id_) {}
+    guard& operator=(guard&&) = delete;
+    ~guard();
+
+  private:
+    statement_watchdog* w_;
+    uint64_t id_;
+  };
+
+  guard watch(const query_control* ctl, sql_connection* conn);
+
+  /// Statements interrupted so far (for tests and logs).
+  std::size_t interrupted() const;
+
+private:
+  struct entry {
+    const query_control* ctl;
+    sql_connection* conn;
+    bool done;         ///< interrupted once already
+    bool interrupting; ///< interrupt() running now (outside the lock)
+  };
+  void loop();
+
+  mutable std::mutex mtx_;
+  std::condition_variable cv_;
+  std::map<uint64_t, entry> watched_;
+  uint64_t next_ = 1;
+  std::size_t interrupted_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;
 };
 
 } // namespace stepflow::connectors::sql

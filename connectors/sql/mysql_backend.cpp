@@ -26,6 +26,8 @@ constexpr unsigned int binary_charset = 63;
 constexpr unsigned int er_connection_killed = 1927; // MariaDB
 constexpr unsigned int er_server_shutdown = 1053;
 constexpr unsigned int er_client_interaction_timeout = 4031; // MySQL 8
+constexpr unsigned int er_query_interrupted = 1317;
+constexpr unsigned int er_statement_timeout = 1969; // MariaDB max_statement_time
 
 bool connection_level(unsigned int err) noexcept {
   return (err >= CR_MIN_ERROR && err <= CR_MAX_ERROR) || err == er_connection_killed
@@ -104,10 +106,30 @@ std::vector<std::string> unique_names(const std::vector<std::string>& names) {
   return out;
 }
 
+/// Connects `db` (from mysql_init) to `t` with the connector's options.
+bool connect(MYSQL* db, const target& t, unsigned int connect_timeout, unsigned int io_timeout) {
+  unsigned int protocol = MYSQL_PROTOCOL_TCP;
+  my_bool off = 0;
+  unsigned int no_local_infile = 0;
+  mysql_options(db, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
+  mysql_options(db, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
+  mysql_options(db, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
+  mysql_options(db, MYSQL_OPT_PROTOCOL, &protocol);
+  mysql_options(db, MYSQL_OPT_RECONNECT, &off);
+  mysql_options(db, MYSQL_OPT_LOCAL_INFILE, &no_local_infile);
+  mysql_options(db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+  auto host = t.host.empty() ? std::string("127.0.0.1") : t.host;
+  unsigned int port = t.port > 0 ? static_cast<unsigned int>(t.port) : 3306;
+  return mysql_real_connect(db, host.c_str(), t.user.empty() ? nullptr : t.user.c_str(),
+                            t.password.c_str(), t.database.empty() ? nullptr : t.database.c_str(),
+                            port, nullptr, 0)
+         != nullptr;
+}
+
 class mysql_connection final : public sql_connection {
 public:
-  mysql_connection(MYSQL* db, std::vector<std::string> secrets)
-    : db_(db), secrets_(std::move(secrets)) {}
+  mysql_connection(MYSQL* db, target t)
+    : db_(db), secrets_(t.secrets()), target_(std::move(t)), thread_id_(mysql_thread_id(db)) {}
   ~mysql_connection() override { close(); }
 
   caf::expected<query_result> query(const std::string& sql, const std::vector<sql_param>& params,
@@ -257,6 +279,34 @@ public:
     return ::poll(&p, 1, 0) == 0;
   }
 
+  void interrupt() noexcept override {
+    // KILL QUERY from a short-lived side connection: the statement fails
+    // with ER_QUERY_INTERRUPTED and this connection stays usable.
+    MYSQL* side = mysql_init(nullptr);
+    if (!side)
+      return;
+    if (connect(side, target_, 5, 5)) {
+      auto kill = fmt::format("KILL QUERY {}", thread_id_); // a library-given integer
+      mysql_real_query(side, kill.data(), static_cast<unsigned long>(kill.size()));
+    }
+    mysql_close(side);
+  }
+
+  /// Bounds statements on the server too (MariaDB max_statement_time, MySQL
+  /// max_execution_time); servers without either ignore it.
+  void limit_statements(std::chrono::milliseconds timeout, const query_control& ctl) {
+    std::vector<sql_param> p(1);
+    p[0].type = sql_param::kind::real;
+    p[0].d = static_cast<double>(timeout.count()) / 1000.0;
+    if (std::string_view(mysql_get_server_info(db_)).find("MariaDB") != std::string_view::npos) {
+      (void) query("SET SESSION max_statement_time = ?", p, ctl);
+      return;
+    }
+    p[0].type = sql_param::kind::integer;
+    p[0].i = timeout.count();
+    (void) query("SET SESSION max_execution_time = ?", p, ctl);
+  }
+
   void close() noexcept override {
     if (cached_) {
       mysql_stmt_close(cached_);
@@ -303,6 +353,14 @@ private:
 
   caf::error make_failure(unsigned int errnum, std::string_view state, std::string_view message,
                           const query_control& ctl) {
+    if (errnum == er_query_interrupted || errnum == er_statement_timeout) {
+      if (ctl.is_cancelled())
+        return make_error(errc::cancelled, "MySQL: the statement was cancelled");
+      if (ctl.expired() || errnum == er_statement_timeout)
+        return make_error(errc::timeout, fmt::format("MySQL: the statement did not finish within "
+                                                     "the timeout (error {}: {})",
+                                                     errnum, message));
+    }
     if (connection_level(errnum)) {
       broken_ = true;
       if (ctl.expired())
@@ -496,6 +554,8 @@ private:
 
   MYSQL* db_;
   std::vector<std::string> secrets_;
+  target target_; // for the side connection of interrupt()
+  unsigned long thread_id_;
   bool broken_ = false;
   MYSQL_STMT* cached_ = nullptr;
   std::string cached_sql_;
@@ -518,27 +578,15 @@ public:
       return make_error(errc::internal, "MySQL: mysql_init failed (out of memory)");
     unsigned int io_timeout = seconds_of(t.timeout);
     unsigned int connect_timeout = std::min(io_timeout, seconds_of(ctl.remaining()));
-    unsigned int protocol = MYSQL_PROTOCOL_TCP;
-    my_bool off = 0;
-    unsigned int no_local_infile = 0;
-    mysql_options(db, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
-    mysql_options(db, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
-    mysql_options(db, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
-    mysql_options(db, MYSQL_OPT_PROTOCOL, &protocol);
-    mysql_options(db, MYSQL_OPT_RECONNECT, &off);
-    mysql_options(db, MYSQL_OPT_LOCAL_INFILE, &no_local_infile);
-    mysql_options(db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    auto host = t.host.empty() ? std::string("127.0.0.1") : t.host;
-    unsigned int port = t.port > 0 ? static_cast<unsigned int>(t.port) : 3306;
-    if (!mysql_real_connect(db, host.c_str(), t.user.empty() ? nullptr : t.user.c_str(),
-                            t.password.c_str(), t.database.empty() ? nullptr : t.database.c_str(),
-                            port, nullptr, 0)) {
+    if (!connect(db, t, connect_timeout, io_timeout)) {
       auto text = fmt::format("MySQL: cannot connect to {}: error {}: {}", t.describe(),
                               mysql_errno(db), mysql_error(db));
       mysql_close(db);
       return make_error(errc::unavailable, redact(std::move(text), t.secrets()));
     }
-    return std::unique_ptr<sql_connection>(new mysql_connection(db, t.secrets()));
+    auto conn = std::make_unique<mysql_connection>(db, t);
+    conn->limit_statements(t.timeout, ctl);
+    return std::unique_ptr<sql_connection>(std::move(conn));
   }
 };
 

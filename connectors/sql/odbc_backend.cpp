@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
 
 #include <sql.h>
 #include <sqlext.h>
@@ -110,6 +111,8 @@ diagnostic diagnose(SQLSMALLINT type, SQLHANDLE handle) {
       break;
     auto text = narrow(msg, std::min<std::size_t>(static_cast<std::size_t>(std::max<SQLSMALLINT>(len, 0)),
                                                   std::size(msg) - 1));
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '))
+      text.pop_back();
     if (d.state.empty())
       d.state = narrow(state, 5);
     if (!d.message.empty())
@@ -243,6 +246,7 @@ public:
     statement st{dbc_};
     if (st.get() == SQL_NULL_HSTMT)
       return failure(SQL_HANDLE_DBC, dbc_, ctl);
+    running guard{*this, st.get()};
     set_query_timeout(st.get(), ctl);
     auto wsql = widen(sql);
     auto rc = SQLPrepareW(st.get(), wsql.data(), static_cast<SQLINTEGER>(wsql.size()));
@@ -360,6 +364,7 @@ public:
       statement st{dbc_};
       if (st.get() == SQL_NULL_HSTMT)
         return failure(SQL_HANDLE_DBC, dbc_, ctl);
+      running guard{*this, st.get()};
       set_query_timeout(st.get(), ctl);
       auto rc = SQLColumnsW(st.get(), nullptr, 0, schema.empty() ? nullptr : wschema.data(),
                             schema.empty() ? 0 : static_cast<SQLSMALLINT>(wschema.size()),
@@ -462,6 +467,12 @@ public:
     return true;
   }
 
+  void interrupt() noexcept override {
+    std::lock_guard<std::mutex> lock{running_mtx_};
+    if (running_ != SQL_NULL_HSTMT)
+      SQLCancel(running_); // allowed from another thread during execution
+  }
+
   void close() noexcept override {
     if (dbc_) {
       SQLDisconnect(dbc_);
@@ -483,6 +494,19 @@ public:
   driver_kind dialect() const noexcept override { return driver_kind::odbc; }
 
 private:
+  /// Publishes the executing statement to interrupt() for its lifetime.
+  struct running {
+    running(odbc_connection& c, SQLHSTMT st) : c_(c) {
+      std::lock_guard<std::mutex> lock{c_.running_mtx_};
+      c_.running_ = st;
+    }
+    ~running() {
+      std::lock_guard<std::mutex> lock{c_.running_mtx_};
+      c_.running_ = SQL_NULL_HSTMT;
+    }
+    odbc_connection& c_;
+  };
+
   void set_query_timeout(SQLHSTMT st, const query_control& ctl) {
     auto ms = std::min(timeout_, ctl.remaining());
     auto secs = static_cast<SQLULEN>(std::max<long long>(1, (ms.count() + 999) / 1000));
@@ -516,8 +540,8 @@ private:
       broken_ = true; // some drivers leave the connection mid-reply
       return make_error(errc::timeout, std::move(text));
     }
-    if (d.state == "HY008" && ctl.is_cancelled())
-      return make_error(errc::cancelled, std::move(text));
+    if (ctl.is_cancelled()) // SQLCancel from the watchdog (HY008, or the server's own code)
+      return make_error(errc::cancelled, "ODBC: the statement was cancelled (" + text + ")");
     return make_error(errc::step_failed, std::move(text));
   }
 
@@ -700,6 +724,8 @@ private:
   std::string quote_ = "\"";
   std::string escape_;
   bool broken_ = false;
+  std::mutex running_mtx_;
+  SQLHSTMT running_ = SQL_NULL_HSTMT;
 };
 
 class odbc_backend final : public sql_backend {

@@ -138,7 +138,7 @@ using result_ptr = std::unique_ptr<PGresult, result_deleter>;
 class pg_connection final : public sql_connection {
 public:
   pg_connection(PGconn* conn, std::vector<std::string> secrets)
-    : conn_(conn), secrets_(std::move(secrets)) {}
+    : conn_(conn), cancel_(PQgetCancel(conn)), secrets_(std::move(secrets)) {}
   ~pg_connection() override { close(); }
 
   caf::expected<query_result> query(const std::string& sql, const std::vector<sql_param>& params,
@@ -268,7 +268,18 @@ public:
     return ::poll(&p, 1, 0) == 0;
   }
 
+  void interrupt() noexcept override {
+    if (cancel_) {
+      char buf[256];
+      PQcancel(cancel_, buf, sizeof buf); // thread-safe on its own PGcancel
+    }
+  }
+
   void close() noexcept override {
+    if (cancel_) {
+      PQfreeCancel(cancel_);
+      cancel_ = nullptr;
+    }
     if (conn_) {
       PQfinish(conn_);
       conn_ = nullptr;
@@ -298,11 +309,7 @@ private:
     bool cancel_sent = false;
     for (;;) {
       if (!cancel_sent && (ctl.is_cancelled() || ctl.expired())) {
-        if (PGcancel* c = PQgetCancel(conn_)) {
-          char buf[256];
-          PQcancel(c, buf, sizeof buf);
-          PQfreeCancel(c);
-        }
+        interrupt();
         cancel_sent = true;
       }
       if (!PQconsumeInput(conn_))
@@ -375,6 +382,7 @@ private:
   }
 
   PGconn* conn_;
+  PGcancel* cancel_;
   std::vector<std::string> secrets_;
   bool broken_ = false;
 };

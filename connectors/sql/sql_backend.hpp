@@ -130,6 +130,12 @@ public:
   /// Closes the connection (also done by the destructor).
   virtual void close() noexcept = 0;
 
+  /// Asks the statement running in query()/describe() to stop (MySQL: KILL
+  /// QUERY from a side connection, PostgreSQL: PQcancel, SQLite:
+  /// sqlite3_interrupt, ODBC: SQLCancel). Thread-safe: called by the
+  /// watchdog while another thread is inside query(). Harmless when idle.
+  virtual void interrupt() noexcept {}
+
   /// `plain` (already validated: letters, digits, '_', '$') quoted for this dialect.
   virtual std::string quote_identifier(std::string_view plain) const = 0;
 

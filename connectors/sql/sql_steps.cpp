@@ -44,6 +44,7 @@ struct shared_state {
   }
 
   connection_pool pool;
+  statement_watchdog watchdog;
   blocking_pool workers;
 };
 
@@ -400,6 +401,7 @@ private:
       auto lease = state.pool.acquire(t, ctl);
       if (!lease)
         return std::move(lease.error());
+      auto watch = state.watchdog.watch(&ctl, &**lease);
       auto res = fn(**lease);
       if (res || !retry || attempt > 0 || !lease->reused() || code_of(res.error()) != errc::unavailable
           || (*lease)->usable())
@@ -463,6 +465,7 @@ private:
     if (!lease)
       return fail(t, lease.error());
     sql_connection& conn = **lease;
+    auto watch = state.watchdog.watch(&ctl, &conn);
     std::string table;
     for (const auto& part : *parts)
       table += (table.empty() ? "" : ".") + conn.quote_identifier(part);

@@ -175,6 +175,10 @@ public:
 
   bool usable() const noexcept override { return db_ && !broken_; }
   bool alive() override { return usable(); }
+  void interrupt() noexcept override {
+    if (db_)
+      sqlite3_interrupt(db_);
+  }
 
   void close() noexcept override {
     if (db_) {

@@ -511,6 +511,26 @@ TEST_CASE("MySQL steps against a real MariaDB") {
     REQUIRE_MESSAGE(again.outcome.ok, again.outcome.error);
     CHECK(to_text(row(again.outcome.data, 0).at("id")) != id);
   }
+
+  SUBCASE("a timeout or a cancel stops the statement without wedging a thread") {
+    harness one{json::object{{"threads", 1}, {"pool_size", 1}}};
+    auto slow = one.run("MySQLSelect", with(base, {{"query", "SELECT SLEEP(20)"}, {"timeout", 1}}));
+    REQUIRE_FALSE(slow.outcome.ok);
+    CHECK(slow.outcome.error.find("timeout") != std::string::npos);
+    auto cancelled = one.run("MySQLSelect", with(base, {{"query", "SELECT SLEEP(20) AS s"}}), {},
+                             [](step_context& ctx) {
+                               std::this_thread::sleep_for(std::chrono::milliseconds(300));
+                               ctx.cancelled = true;
+                             });
+    REQUIRE_FALSE(cancelled.outcome.ok);
+    CHECK(cancelled.outcome.error.find("cancel") != std::string::npos);
+    // The single pool thread and connection are free again.
+    one.ok("MySQLSelect", with(base, {{"query", "SELECT 1 AS one"}}));
+    // Nothing is left running on the server.
+    CHECK(trimmed(server.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE "
+                             "INFO LIKE 'SELECT SLEEP%'"))
+          == "0");
+  }
 }
 
 // -- PostgreSQL ---------------------------------------------------------------
@@ -761,6 +781,20 @@ TEST_CASE("ODBC steps through psqlODBC against a real PostgreSQL") {
     CHECK(cols.get_array().size() == 7);
   }
 
+  SUBCASE("a cancel interrupts the ODBC statement (SQLCancel)") {
+    auto cancelled = h.run("SQLSelect", with(base, {{"query", "SELECT pg_sleep(20)"}}), {},
+                           [](step_context& ctx) {
+                             std::this_thread::sleep_for(std::chrono::milliseconds(300));
+                             ctx.cancelled = true;
+                           });
+    REQUIRE_FALSE(cancelled.outcome.ok);
+    CHECK(cancelled.outcome.error.find("cancelled") != std::string::npos);
+    h.ok("SQLSelect", with(base, {{"query", "SELECT 1 AS one"}}));
+    CHECK(trimmed(server.sql("SELECT COUNT(*) FROM pg_stat_activity WHERE query LIKE "
+                             "'SELECT pg_sleep(20)%' AND state = 'active'"))
+          == "0");
+  }
+
   SUBCASE("a killed connection is reopened") {
     h.ok("SQLSelect", with(base, {{"query", "SELECT 1 AS one"}}));
     server.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
@@ -821,4 +855,15 @@ TEST_CASE("SQLite file database") {
   auto two = h.run("SQLSelect", with(base, {{"query", "SELECT 1; DROP TABLE devices"}}));
   REQUIRE_FALSE(two.outcome.ok);
   CHECK(two.outcome.error.find("more than one statement") != std::string::npos);
+  // An endless query is interrupted at the step's timeout.
+  auto endless = h.run("SQLSelect", with(base, {{"query", "WITH RECURSIVE c(x) AS (SELECT 1 UNION "
+                                                          "ALL SELECT x + 1 FROM c) SELECT count(*) "
+                                                          "FROM c"},
+                                                {"timeout", 0.5}}));
+  REQUIRE_FALSE(endless.outcome.ok);
+  CHECK(endless.outcome.error.find("timeout") != std::string::npos);
+  CHECK(h.ok("SQLSelect", with(base, {{"query", "SELECT count(*) AS n FROM devices"}}))
+          .at(0)
+          .at("n")
+        == json::value(2));
 }
