@@ -7,6 +7,8 @@
 
 #include "external/external.hpp"
 #include "plugins/plugins.hpp"
+#include "servicenow/servicenow.hpp"
+#include "sl1/sl1.hpp"
 #include "ssh/ssh.hpp"
 #include "sql/sql.hpp"
 
@@ -18,6 +20,8 @@ namespace {
 constexpr connector_entry entries[] = {
   {"external", make_external_connector},
   {"plugins", make_plugin_connector},
+  {"sl1", make_sl1_connector},
+  {"servicenow", make_servicenow_connector},
   {"ssh", make_ssh_connector},
   {"sql", make_sql_connector},
 };
