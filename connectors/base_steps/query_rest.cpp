@@ -169,7 +169,9 @@ public:
     add("verify_ssl", "boolean", true,
         "Verify the server's TLS certificate and host name (alias: verify).");
     add("verify", "boolean", nullptr, "Alias of verify_ssl.");
-    add("proxy", "string", "", "Proxy URL, e.g. \"http://proxy:3128\"; empty for none.");
+    add("proxy", "string", "",
+        "Proxy URL, e.g. \"http://proxy:3128\"; empty: the HTTP client's default (options or "
+        "HTTPS_PROXY / HTTP_PROXY / NO_PROXY).");
     add("timeout", "number", default_timeout_s,
         "Whole-request timeout in seconds (non-positive: the default).");
     add("connect_timeout", "number", default_connect_timeout_s,
