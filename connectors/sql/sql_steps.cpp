@@ -376,9 +376,13 @@ private:
                 std::chrono::steady_clock::now() - started)
                 .count();
     if (out.ok)
-      ctx.log(log_level::info, redact(fmt::format("{} on {}: {} in {} ms", info_.friendly_name,
-                                                  t->describe(), summary(out.data), ms),
-                                      t->secrets()));
+      ctx.log(log_level::info,
+              redact(fmt::format("{} on {}: {} in {} ms", info_.friendly_name, t->describe(),
+                                 op_ == operation::describe
+                                   ? fmt::format("{} column(s)", out.data.get_array().size())
+                                   : summary(out.data),
+                                 ms),
+                     t->secrets()));
     return out;
   }
 
@@ -434,7 +438,7 @@ private:
           "{}: parameter \"params\" must be an array (positional) or an object (named)",
           info_.name));
     }
-    ctx.log(log_level::debug, fmt::format("query: {}", stmt.sql));
+    ctx.log(log_level::debug, redact(fmt::format("query: {}", stmt.sql), t.secrets()));
     auto res = with_connection(state, t, ctl, true, [&](sql_connection& c) {
       return c.query(stmt.sql, stmt.params, ctl);
     });

@@ -867,3 +867,22 @@ TEST_CASE("SQLite file database") {
           .at("n")
         == json::value(2));
 }
+
+TEST_CASE("MS-SQL steps go through the FreeTDS driver and fail clearly when nobody listens") {
+  harness h;
+  std::string secret = "Secret-Pw-123";
+  // Port 1 (tcpmux) is never served on a test machine.
+  auto r = h.run("MSSQLSelect", json::object{{"host", "127.0.0.1"},
+                                             {"port", 1},
+                                             {"user", "sa"},
+                                             {"password", secret},
+                                             {"database", "master"},
+                                             {"timeout", 5},
+                                             {"query", "SELECT 1"}});
+  REQUIRE_FALSE(r.outcome.ok);
+  CHECK(r.outcome.error.find("MSSQLSelect: ODBC: cannot connect to ODBC sa@127.0.0.1:1/master")
+        != std::string::npos);
+  // tdsodbc registers "FreeTDS" in /etc/odbcinst.ini; the driver answers.
+  WARN(r.outcome.error.find("[FreeTDS]") != std::string::npos);
+  no_secret(r, secret);
+}
