@@ -16,14 +16,17 @@ namespace stepflow::connectors {
 
 namespace {
 
-// The one explicit list. A connector is added here and nowhere else.
+// The one explicit list. A connector is added here and nowhere else. The
+// order matters: native step types first, then plugins, then the SyncPacks'
+// external steps, which give way to a native step of the same name (an
+// exported base_steps_syncpack ships its own QueryREST.py and QueryGQL.py).
 constexpr connector_entry entries[] = {
-  {"external", make_external_connector},
-  {"plugins", make_plugin_connector},
   {"sl1", make_sl1_connector},
   {"servicenow", make_servicenow_connector},
   {"ssh", make_ssh_connector},
   {"sql", make_sql_connector},
+  {"plugins", make_plugin_connector},
+  {"external", make_external_connector},
 };
 
 } // namespace
