@@ -141,6 +141,18 @@ public:
     MYSQL_STMT* st = prepared(sql);
     if (!st)
       return last_error(ctl);
+    // A statement that failed is closed on the way out (never while in use).
+    struct drop_failed {
+      mysql_connection& c;
+      ~drop_failed() {
+        if (c.drop_cached_ && c.cached_) {
+          mysql_stmt_close(c.cached_);
+          c.cached_ = nullptr;
+          c.cached_sql_.clear();
+        }
+        c.drop_cached_ = false;
+      }
+    } drop{*this};
     auto expected = mysql_stmt_param_count(st);
     if (expected != params.size())
       return make_error(errc::invalid_argument,
@@ -386,12 +398,9 @@ private:
   caf::error stmt_error(MYSQL_STMT* st, const query_control& ctl) {
     auto err = make_failure(mysql_stmt_errno(st), mysql_stmt_sqlstate(st), mysql_stmt_error(st),
                             ctl);
-    // A failed statement is not reused: prepare afresh next time.
-    if (st == cached_) {
-      mysql_stmt_close(cached_);
-      cached_ = nullptr;
-      cached_sql_.clear();
-    }
+    // A failed statement is not reused: query() closes it before returning.
+    if (st == cached_)
+      drop_cached_ = true;
     return err;
   }
 
@@ -559,6 +568,7 @@ private:
   bool broken_ = false;
   MYSQL_STMT* cached_ = nullptr;
   std::string cached_sql_;
+  bool drop_cached_ = false;
   pending_error pending_;
 };
 

@@ -104,6 +104,7 @@ public:
     }
     sqlite3_progress_handler(db_, 1000, progress, const_cast<query_control*>(&ctl));
     auto rowid_before = sqlite3_last_insert_rowid(db_);
+    auto changes_before = sqlite3_total_changes64(db_);
     query_result out;
     int ncols = sqlite3_column_count(st.get());
     std::vector<std::string> keys;
@@ -129,7 +130,9 @@ public:
     }
     sqlite3_progress_handler(db_, 0, nullptr, nullptr);
     if (!out.has_rows) {
-      out.rows_affected = sqlite3_changes64(db_);
+      // Rows this statement changed (sqlite3_changes64 would repeat the
+      // last INSERT/UPDATE/DELETE's count after DDL).
+      out.rows_affected = sqlite3_total_changes64(db_) - changes_before;
       // Only a statement that inserted moves the rowid.
       auto rowid = sqlite3_last_insert_rowid(db_);
       if (out.rows_affected > 0 && rowid != rowid_before)

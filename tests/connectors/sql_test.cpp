@@ -330,6 +330,9 @@ TEST_CASE("MySQL steps against a real MariaDB") {
     CHECK(r.at("n").is_null());
     CHECK(r.at("j") == json::value("{\"a\":1}"));
     CHECK(r.at("sum") == json::value(42));
+    // The session carries the server-side statement limit (the step's timeout).
+    auto limit = h.ok("MySQLSelect", with(base, {{"query", "SELECT @@SESSION.max_statement_time AS m"}}));
+    CHECK(row(limit, 0).at("m") == json::value(20.0));
   }
 
   SUBCASE("typed results and NULLs") {
@@ -824,8 +827,12 @@ TEST_CASE("SQLite file database") {
                                                                   {"note", nullptr}}}}}));
     CHECK(out.at("rows_affected") == json::value(2));
     CHECK(out.at("last_insert_id") == json::value(2));
-    h.ok("SQLSelect", with(base, {{"query", "UPDATE devices SET raw = X'0001FF' WHERE id = ?"},
-                                  {"params", json::array{1}}}));
+    auto upd = h.ok("SQLSelect", with(base, {{"query", "UPDATE devices SET raw = X'0001FF' WHERE id = ?"},
+                                             {"params", json::array{1}}}));
+    CHECK(upd.at("rows_affected") == json::value(1));
+    CHECK(upd.at("last_insert_id").is_null());
+    auto ddl = h.ok("SQLSelect", with(base, {{"query", "CREATE TABLE other (x INTEGER)"}}));
+    CHECK(ddl.at("rows_affected") == json::value(0));
   }
   REQUIRE(std::filesystem::exists(path));
   harness h; // a new connector: the data is in the file
