@@ -94,18 +94,6 @@ struct column_buffer {
   my_bool error = 0;
 };
 
-/// Unique result-column names: a repeated name gets "_2", "_3"...
-std::vector<std::string> unique_names(const std::vector<std::string>& names) {
-  std::vector<std::string> out;
-  for (const auto& n : names) {
-    std::string candidate = n;
-    for (int k = 2; std::find(out.begin(), out.end(), candidate) != out.end(); ++k)
-      candidate = fmt::format("{}_{}", n, k);
-    out.push_back(candidate);
-  }
-  return out;
-}
-
 /// Connects `db` (from mysql_init) to `t` with the connector's options.
 bool connect(MYSQL* db, const target& t, unsigned int connect_timeout, unsigned int io_timeout) {
   unsigned int protocol = MYSQL_PROTOCOL_TCP;
@@ -469,7 +457,7 @@ private:
           break;
       }
     }
-    auto keys = unique_names(names);
+    auto keys = unique_column_names(names);
     if (mysql_stmt_bind_result(st, binds.data()))
       return stmt_error(st, ctl);
     json::array rows;

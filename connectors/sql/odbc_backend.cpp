@@ -172,17 +172,6 @@ std::string connection_string(const target& t) {
   return cs;
 }
 
-std::vector<std::string> unique_names(const std::vector<std::string>& names) {
-  std::vector<std::string> out;
-  for (const auto& n : names) {
-    std::string candidate = n;
-    for (int k = 2; std::find(out.begin(), out.end(), candidate) != out.end(); ++k)
-      candidate = fmt::format("{}_{}", n, k);
-    out.push_back(candidate);
-  }
-  return out;
-}
-
 std::string fraction(SQLUINTEGER ns, SQLSMALLINT digits) {
   auto nine = fmt::format("{:09d}", ns % 1'000'000'000u);
   if (digits > 0)
@@ -563,7 +552,7 @@ private:
                                                   std::size(name) - 1));
       names.push_back(d.name);
     }
-    auto keys = unique_names(names);
+    auto keys = unique_column_names(names);
     json::array rows;
     for (;;) {
       auto rc = SQLFetch(st);

@@ -119,17 +119,6 @@ json::value convert(Oid type, const char* value, int length) {
   }
 }
 
-std::vector<std::string> unique_names(const std::vector<std::string>& names) {
-  std::vector<std::string> out;
-  for (const auto& n : names) {
-    std::string candidate = n;
-    for (int k = 2; std::find(out.begin(), out.end(), candidate) != out.end(); ++k)
-      candidate = fmt::format("{}_{}", n, k);
-    out.push_back(candidate);
-  }
-  return out;
-}
-
 struct result_deleter {
   void operator()(PGresult* r) const noexcept { PQclear(r); }
 };
@@ -202,7 +191,7 @@ public:
       std::vector<std::string> names;
       for (int c = 0; c < ncols; ++c)
         names.emplace_back(PQfname(r, c));
-      auto keys = unique_names(names);
+      auto keys = unique_column_names(names);
       out.rows.reserve(static_cast<std::size_t>(nrows));
       for (int i = 0; i < nrows; ++i) {
         json::object row;

@@ -365,6 +365,17 @@ json::value decimal_value(std::string_view text) {
   return std::strtod(std::string(text).c_str(), nullptr);
 }
 
+std::vector<std::string> unique_column_names(const std::vector<std::string>& names) {
+  std::vector<std::string> out;
+  for (const auto& n : names) {
+    std::string candidate = n;
+    for (int k = 2; std::find(out.begin(), out.end(), candidate) != out.end(); ++k)
+      candidate = fmt::format("{}_{}", n, k);
+    out.push_back(candidate);
+  }
+  return out;
+}
+
 std::string base64(std::string_view bytes) {
   static constexpr char table[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -43,6 +43,10 @@ caf::expected<bound_statement> bind_named(std::string_view sql, const json::obje
 /// that is not a plain decimal (NaN, Infinity), stays a string.
 json::value decimal_value(std::string_view text);
 
+/// Result-column names made unique: a repeated name becomes "name_2",
+/// "name_3"... (JSON objects hold each key once).
+std::vector<std::string> unique_column_names(const std::vector<std::string>& names);
+
 /// Standard base64 with padding.
 std::string base64(std::string_view bytes);
 

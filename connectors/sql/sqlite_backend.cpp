@@ -17,17 +17,6 @@ namespace stepflow::connectors::sql {
 
 namespace {
 
-std::vector<std::string> unique_names(const std::vector<std::string>& names) {
-  std::vector<std::string> out;
-  for (const auto& n : names) {
-    std::string candidate = n;
-    for (int k = 2; std::find(out.begin(), out.end(), candidate) != out.end(); ++k)
-      candidate = fmt::format("{}_{}", n, k);
-    out.push_back(candidate);
-  }
-  return out;
-}
-
 bool boolean_decl(const char* decl) {
   if (!decl)
     return false;
@@ -113,7 +102,7 @@ public:
       std::vector<std::string> names;
       for (int c = 0; c < ncols; ++c)
         names.emplace_back(sqlite3_column_name(st.get(), c));
-      keys = unique_names(names);
+      keys = unique_column_names(names);
     }
     for (;;) {
       rc = sqlite3_step(st.get());

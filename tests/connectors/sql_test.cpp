@@ -856,6 +856,8 @@ TEST_CASE("SQLite file database") {
   CHECK(row(cols, 0).at("key") == json::value("primary"));
   CHECK(row(cols, 1).at("nullable") == json::value(false));
   CHECK(row(cols, 5).at("default") == json::value("'none'"));
+  auto dup = h.ok("SQLSelect", with(base, {{"query", "SELECT 1 AS a, 2 AS a, 3 AS a"}}));
+  CHECK(row(dup, 0) == json::object{{"a", 1}, {"a_2", 2}, {"a_3", 3}});
   auto err = h.run("SQLSelect", with(base, {{"query", "SELECT nope FROM devices"}}));
   REQUIRE_FALSE(err.outcome.ok);
   CHECK(err.outcome.error.find("SQLite") != std::string::npos);
