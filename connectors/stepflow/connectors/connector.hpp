@@ -1,5 +1,4 @@
 #pragma once
-// >>> HELPERS: before building or committing, read /work/main/AGENTS.md (build lock, git rules, how to register a connector). <<<
 // The connector interface. A connector provides step types and owns what
 // they share (process pools, connection pools, blocking threads). Each one
 // is made by a factory that validates its options once, at start-up; the
