@@ -1,29 +1,13 @@
 // The ServiceNow connector's factory: options read and checked once.
 #include "servicenow/servicenow.hpp"
 
-#include <cmath>
 #include <string_view>
-
-#include <fmt/format.h>
 
 namespace stepflow::connectors {
 
 namespace {
 
 constexpr std::string_view scope = "servicenow";
-
-/// The option `key` as a number within [lo, hi] (whole when `whole`).
-caf::expected<double> bounded(const json::object& o, std::string_view key, double fallback,
-                              double lo, double hi, bool whole) {
-  auto v = option_number(o, scope, key, fallback);
-  if (!v)
-    return v;
-  if (!std::isfinite(*v) || *v < lo || *v > hi || (whole && *v != std::floor(*v)))
-    return make_error(errc::invalid_definition,
-                      fmt::format("{}.{} must be a{} number from {} to {}", scope, key,
-                                  whole ? " whole" : "", lo, hi));
-  return v;
-}
 
 class servicenow_connector final : public connector {
 public:
@@ -45,22 +29,25 @@ parse_servicenow_connector_options(const json::object& options) {
                                  "retry_base_delay_ms", "retry_max_delay_ms"}))
     return err;
   servicenow_connector_options out;
-  auto retries = bounded(options, "retries", out.retries, 0, 10, true);
+  auto retries = option_whole_number(options, scope, "retries", out.retries, 0, 10);
   if (!retries)
     return std::move(retries.error());
-  auto timeout = bounded(options, "timeout", out.timeout_s, 0.001, 86'400, false);
+  auto timeout = option_number_in(options, scope, "timeout", out.timeout_s, 0.001, 86'400);
   if (!timeout)
     return std::move(timeout.error());
-  auto page = bounded(options, "page_size", out.page_size, 1, 10'000, true);
+  auto page = option_whole_number(options, scope, "page_size", out.page_size, 1, 10'000);
   if (!page)
     return std::move(page.error());
-  auto max_records = bounded(options, "max_records", out.max_records, 1, 10'000'000, true);
+  auto max_records = option_whole_number(options, scope, "max_records", out.max_records, 1,
+                                         10'000'000);
   if (!max_records)
     return std::move(max_records.error());
-  auto base = bounded(options, "retry_base_delay_ms", out.retry_base_delay_ms, 0, 3'600'000, false);
+  auto base = option_number_in(options, scope, "retry_base_delay_ms", out.retry_base_delay_ms, 0,
+                               3'600'000);
   if (!base)
     return std::move(base.error());
-  auto cap = bounded(options, "retry_max_delay_ms", out.retry_max_delay_ms, 0, 3'600'000, false);
+  auto cap = option_number_in(options, scope, "retry_max_delay_ms", out.retry_max_delay_ms, 0,
+                              3'600'000);
   if (!cap)
     return std::move(cap.error());
   out.retries = static_cast<int>(*retries);

@@ -563,44 +563,22 @@ private:
   std::shared_ptr<shared_state> state_;
 };
 
-/// A whole number in [lo, hi] from option `key`, or `fallback` when absent.
-caf::expected<double> option_in(const json::object& o, std::string_view key, double fallback,
-                                double lo, double hi, bool whole) {
-  auto it = o.find(key);
-  if (it == o.end() || it->value().is_null())
-    return fallback;
-  if (!it->value().is_number())
-    return make_error(errc::invalid_definition, fmt::format("sql.{} must be a number", key));
-  double v = it->value().to_number<double>();
-  if (!std::isfinite(v) || v < lo || v > hi || (whole && v != std::floor(v)))
-    return make_error(errc::invalid_definition,
-                      whole ? fmt::format("sql.{} must be a whole number from {} to {}", key, lo, hi)
-                            : fmt::format("sql.{} must be a number of seconds above 0 (at most {})",
-                                          key, hi));
-  return v;
-}
-
 } // namespace
 } // namespace sql
 
 caf::expected<std::shared_ptr<connector>> make_sql_connector(const connector_setup& setup) {
   static const json::object empty;
   const json::object& o = setup.options ? *setup.options : empty;
-  for (const auto& kv : o) {
-    auto key = std::string_view(kv.key());
-    if (key != "pool_size" && key != "threads" && key != "idle_timeout")
-      return make_error(errc::invalid_definition,
-                        fmt::format("sql: unknown option {} (known: pool_size, threads, "
-                                    "idle_timeout)",
-                                    quote_json(key)));
-  }
-  auto pool_size = sql::option_in(o, "pool_size", 4, 1, 1000, true);
+  constexpr std::string_view scope = "sql";
+  if (auto err = reject_unknown(o, scope, {"pool_size", "threads", "idle_timeout"}))
+    return err;
+  auto pool_size = option_whole_number(o, scope, "pool_size", 4, 1, 1000);
   if (!pool_size)
     return std::move(pool_size.error());
-  auto threads = sql::option_in(o, "threads", 8, 1, 256, true);
+  auto threads = option_whole_number(o, scope, "threads", 8, 1, 256);
   if (!threads)
     return std::move(threads.error());
-  auto idle = sql::option_in(o, "idle_timeout", 300, 0.001, 7 * 86'400.0, false);
+  auto idle = option_number_in(o, scope, "idle_timeout", 300, 0.001, 7 * 86'400.0);
   if (!idle)
     return std::move(idle.error());
   sql::pool_options popts;

@@ -2,10 +2,8 @@
 // SSHCommand steps post to, and adds the steps.
 #include "ssh/ssh.hpp"
 
-#include <cmath>
+#include <cstdint>
 #include <utility>
-
-#include <fmt/format.h>
 
 #include "ssh/ssh_command_step.hpp"
 #include "stepflow/runtime/blocking_pool.hpp"
@@ -35,19 +33,6 @@ private:
   ssh_step_settings settings_;
 };
 
-/// The option `key` as a whole number in [lo, hi].
-caf::expected<std::size_t> whole_number(const json::object& o, std::string_view key,
-                                        double fallback, double lo, double hi) {
-  auto v = option_number(o, scope, key, fallback);
-  if (!v)
-    return std::move(v.error());
-  if (!std::isfinite(*v) || *v != std::floor(*v) || *v < lo || *v > hi)
-    return make_error(errc::invalid_definition,
-                      fmt::format("{}.{} must be a whole number from {} to {}", scope, key, lo,
-                                  hi));
-  return static_cast<std::size_t>(*v);
-}
-
 } // namespace
 
 caf::expected<ssh_connector_options> parse_ssh_connector_options(const json::object& options) {
@@ -55,16 +40,17 @@ caf::expected<ssh_connector_options> parse_ssh_connector_options(const json::obj
                                                  "known_hosts_file"}))
     return err;
   ssh_connector_options out;
-  auto threads = whole_number(options, "threads", static_cast<double>(out.threads), 1, 256);
+  auto threads = option_whole_number(options, scope, "threads",
+                                     static_cast<std::int64_t>(out.threads), 1, 256);
   if (!threads)
     return std::move(threads.error());
-  out.threads = *threads;
-  auto max_output = whole_number(options, "max_output_bytes",
-                                 static_cast<double>(out.max_output_bytes), 1024,
-                                 1024.0 * 1024 * 1024);
+  out.threads = static_cast<std::size_t>(*threads);
+  auto max_output = option_whole_number(options, scope, "max_output_bytes",
+                                        static_cast<std::int64_t>(out.max_output_bytes), 1024,
+                                        std::int64_t{1024} * 1024 * 1024);
   if (!max_output)
     return std::move(max_output.error());
-  out.max_output_bytes = *max_output;
+  out.max_output_bytes = static_cast<std::size_t>(*max_output);
   auto known_hosts = option_string(options, scope, "known_hosts_file", "");
   if (!known_hosts)
     return std::move(known_hosts.error());

@@ -204,6 +204,32 @@ TEST_CASE("the SL1 connector registers its steps and QueryGQL") {
   CHECK(connectors::add_sl1_steps(f.registry, {}));
 }
 
+TEST_CASE("the SL1 connector's options are validated once, naming the field") {
+  auto ok = connectors::parse_sl1_connector_options(
+    {{"retries", 0}, {"timeout", 2.5}, {"page_size", 50}, {"max_items", 10},
+     {"retry_base_delay_ms", 1}, {"retry_max_delay_ms", 10}});
+  REQUIRE(ok);
+  CHECK(ok->retries == 0);
+  CHECK(ok->timeout_s == 2.5);
+  CHECK(ok->page_size == 50);
+  CHECK(ok->max_items == 10);
+  CHECK(ok->retry_base_delay_ms == 1);
+  CHECK(ok->retry_max_delay_ms == 10);
+  auto error = [](json::object o) {
+    auto r = connectors::parse_sl1_connector_options(o);
+    REQUIRE_FALSE(r);
+    return message_of(r.error());
+  };
+  CHECK(error({{"retries", 11}}) == "sl1.retries must be a whole number from 0 to 10");
+  CHECK(error({{"retries", 1.5}}) == "sl1.retries must be a whole number from 0 to 10");
+  CHECK(error({{"timeout", 0}}) == "sl1.timeout must be a number from 0.001 to 86400");
+  CHECK(error({{"page_size", "ten"}}) == "sl1.page_size must be a number");
+  CHECK(error({{"max_items", 0}}) == "sl1.max_items must be a whole number from 1 to 10000000");
+  CHECK(error({{"retry_max_delay_ms", -1}})
+        == "sl1.retry_max_delay_ms must be a number from 0 to 3600000");
+  CHECK(error({{"pagesize", 1}}) == "sl1: unknown option \"pagesize\"");
+}
+
 TEST_CASE("SL1GetDevices follows limit/offset paging up to max_items") {
   simulator sim{"sl1", {"--devices", "250"}};
   fixture f;

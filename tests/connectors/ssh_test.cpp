@@ -15,6 +15,7 @@
 
 #include <doctest/doctest.h>
 
+#include "ssh/ssh.hpp"
 #include "ssh/ssh_client.hpp"
 #include "ssh/ssh_command_step.hpp"
 #include "stepflow/runtime/blocking_pool.hpp"
@@ -102,6 +103,26 @@ struct fixture {
 };
 
 } // namespace
+
+TEST_CASE("the SSH connector's options are validated once, naming the field") {
+  auto ok = connectors::parse_ssh_connector_options(
+    {{"threads", 2}, {"max_output_bytes", 4096}, {"known_hosts_file", "/tmp/kh"}});
+  REQUIRE(ok);
+  CHECK(ok->threads == 2);
+  CHECK(ok->max_output_bytes == 4096);
+  CHECK(ok->known_hosts_file == "/tmp/kh");
+  auto error = [](json::object o) {
+    auto r = connectors::parse_ssh_connector_options(o);
+    REQUIRE_FALSE(r);
+    return message_of(r.error());
+  };
+  CHECK(error({{"threads", 0}}) == "ssh.threads must be a whole number from 1 to 256");
+  CHECK(error({{"threads", "many"}}) == "ssh.threads must be a number");
+  CHECK(error({{"max_output_bytes", 100}})
+        == "ssh.max_output_bytes must be a whole number from 1024 to 1073741824");
+  CHECK(error({{"known_hosts_file", 3}}) == "ssh.known_hosts_file must be a string");
+  CHECK(error({{"bogus", 1}}) == "ssh: unknown option \"bogus\"");
+}
 
 TEST_CASE("shell_quote makes one literal POSIX shell word") {
   using connectors::shell_quote;

@@ -80,36 +80,4 @@ caf::expected<json::object> load_connector_options() {
   return std::move(doc->get_object());
 }
 
-caf::expected<double> option_number(const json::object& o, std::string_view scope,
-                                    std::string_view key, double fallback) {
-  auto it = o.find(key);
-  if (it == o.end() || it->value().is_null())
-    return fallback;
-  if (!it->value().is_number())
-    return make_error(errc::invalid_definition,
-                      fmt::format("{}.{} must be a number", scope, key));
-  return it->value().to_number<double>();
-}
-
-caf::expected<std::string> option_string(const json::object& o, std::string_view scope,
-                                         std::string_view key, std::string fallback) {
-  auto it = o.find(key);
-  if (it == o.end() || it->value().is_null())
-    return fallback;
-  if (!it->value().is_string())
-    return make_error(errc::invalid_definition,
-                      fmt::format("{}.{} must be a string", scope, key));
-  return std::string(it->value().get_string());
-}
-
-caf::error reject_unknown(const json::object& o, std::string_view scope,
-                          std::initializer_list<std::string_view> known) {
-  for (const auto& kv : o)
-    if (std::find(known.begin(), known.end(), std::string_view(kv.key())) == known.end())
-      return make_error(errc::invalid_definition,
-                        fmt::format("{}: unknown option {}", scope,
-                                    quote_json(std::string_view(kv.key()))));
-  return {};
-}
-
 } // namespace stepflow::connectors

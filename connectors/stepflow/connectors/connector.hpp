@@ -3,6 +3,13 @@
 // they share (process pools, connection pools, blocking threads). Each one
 // is made by a factory that validates its options once, at start-up; the
 // factories are listed by name in one explicit list (connector.cpp).
+//
+// Library split: this header's interface and the option readers
+// (connector_options.cpp) are `stepflow_connector_api`, which every
+// connector library links; connector_list, connect_all and
+// load_connector_options (connector.cpp) are `stepflow_connectors`.
+#include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -55,12 +62,24 @@ connect_all(const json::object& options, const std::vector<syncpack_content>& sy
 caf::expected<json::object> load_connector_options();
 
 /// Option readers for factories: the member `key` of `o` as the wanted type,
-/// `fallback` when absent, an error naming "<scope>.<key>" when mistyped.
+/// `fallback` when absent (or null), an errc::invalid_definition naming
+/// "<scope>.<key>" when mistyped ("sql.threads must be a number").
 caf::expected<double> option_number(const json::object& o, std::string_view scope,
                                     std::string_view key, double fallback);
 caf::expected<std::string> option_string(const json::object& o, std::string_view scope,
                                          std::string_view key, std::string fallback);
-/// An error naming the first member of `o` not in `known`.
+/// option_number, and also an error when the value is not within [lo, hi]:
+/// "<scope>.<key> must be a number from <lo> to <hi>".
+caf::expected<double> option_number_in(const json::object& o, std::string_view scope,
+                                       std::string_view key, double fallback, double lo,
+                                       double hi);
+/// option_number, and also an error when the value is not a whole number
+/// within [lo, hi]: "<scope>.<key> must be a whole number from <lo> to <hi>".
+caf::expected<std::int64_t> option_whole_number(const json::object& o, std::string_view scope,
+                                                std::string_view key, std::int64_t fallback,
+                                                std::int64_t lo, std::int64_t hi);
+/// An error naming the first member of `o` not in `known`:
+/// "<scope>: unknown option \"<name>\"".
 caf::error reject_unknown(const json::object& o, std::string_view scope,
                           std::initializer_list<std::string_view> known);
 
