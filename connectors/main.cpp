@@ -8,6 +8,7 @@
 #include "stepflow/actors/cli.hpp"
 #include "stepflow/connectors/connector.hpp"
 #include "stepflow/connectors/registry.hpp"
+#include "external/external.hpp"
 
 int main(int argc, char** argv) {
   stepflow::step_registry registry;
@@ -28,6 +29,13 @@ int main(int argc, char** argv) {
       return std::move(made.error());
     connectors = std::move(*made);
     return {};
+  };
+  env.install_step = [&connectors](const stepflow::json::object& definition,
+                                   const std::string& data_dir) {
+    return stepflow::connectors::install_uploaded_step(connectors, definition, data_dir);
+  };
+  env.remove_step = [&connectors](const std::string& name) {
+    stepflow::connectors::remove_uploaded_step(connectors, name);
   };
   return stepflow::actors::run_cli(argc, argv, env);
 }

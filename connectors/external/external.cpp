@@ -4,6 +4,9 @@
 #include "external/external.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <mutex>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -65,12 +68,27 @@ struct shared_state {
 
 class external_step final : public step_type {
 public:
+  /// The group of a deleted uploaded step.
+  static constexpr process_pool::group_id deleted = static_cast<process_pool::group_id>(-1);
+
   external_step(std::shared_ptr<shared_state> state, process_pool::group_id group, step_info info)
     : state_(std::move(state)), group_(group), info_(std::move(info)) {}
 
   const step_info& info() const noexcept override { return info_; }
 
+  /// Points the step at other processes (an uploaded step's new code, or
+  /// `deleted`); returns the previous group. Runs already queued keep theirs.
+  process_pool::group_id swap_group(process_pool::group_id g) noexcept {
+    return group_.exchange(g);
+  }
+  bool is_deleted() const noexcept { return group_.load() == deleted; }
+
   void run(std::shared_ptr<step_context> ctx, step_done done) const override {
+    auto group = group_.load();
+    if (group == deleted) {
+      done(step_outcome::failure(fmt::format("step type {} was deleted", info_.name)));
+      return;
+    }
     process_task task;
     task.id = fmt::format("{}:{}", ctx->run_id, ctx->step_name);
     task.request = request_line(*ctx, task.id);
@@ -97,7 +115,7 @@ public:
         why = std::string(e->get_string());
       done(step_outcome::failure(std::move(why), std::move(data)));
     };
-    state_->pool.submit(group_, std::move(task));
+    state_->pool.submit(group, std::move(task));
   }
 
 private:
@@ -200,9 +218,40 @@ private:
   }
 
   std::shared_ptr<shared_state> state_;
-  process_pool::group_id group_;
+  std::atomic<process_pool::group_id> group_;
   step_info info_;
 };
+
+/// Uploaded steps (POST /api/v1/steps) by name. Entries are never removed,
+/// so a type handed out stays valid; a deleted one is simply not found.
+class uploaded_steps final : public dynamic_step_source {
+public:
+  const step_type* find(std::string_view file) const noexcept override {
+    std::lock_guard<std::mutex> guard{mtx};
+    auto it = steps.find(file);
+    return it == steps.end() || it->second->is_deleted() ? nullptr : it->second.get();
+  }
+  std::vector<const step_type*> all() const override {
+    std::lock_guard<std::mutex> guard{mtx};
+    std::vector<const step_type*> out;
+    for (auto& [_, s] : steps)
+      if (!s->is_deleted())
+        out.push_back(s.get());
+    return out;
+  }
+
+  mutable std::mutex mtx;
+  std::map<std::string, std::shared_ptr<external_step>, std::less<>> steps;
+  std::uint64_t version = 0;
+};
+
+bool is_identifier(std::string_view s) {
+  if (s.empty() || std::isdigit(static_cast<unsigned char>(s.front())))
+    return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
 
 // -- manifests ------------------------------------------------------------------
 
@@ -326,10 +375,73 @@ found_step python_step(const fs::path& file, const std::string& pack, const proc
 
 class external_connector final : public connector {
 public:
-  external_connector(external_options o, std::vector<found_step> steps)
-    : opts_(std::move(o)), steps_(std::move(steps)), state_(std::make_shared<shared_state>()) {}
+  external_connector(external_options o, process_spec defaults, std::vector<found_step> steps)
+    : opts_(std::move(o)), defaults_(std::move(defaults)), steps_(std::move(steps)),
+      state_(std::make_shared<shared_state>()), uploaded_(std::make_shared<uploaded_steps>()) {}
+
+  /// Makes an uploaded Python step runnable: its code goes to
+  /// <data_dir>/uploaded_steps/<name>/<version>/<syncpack>/steps/<name>.py and
+  /// new processes run it; processes of the previous code end once idle.
+  caf::error install(const json::object& def, const std::string& data_dir) {
+    auto str = [&](std::string_view key, std::string fallback) {
+      auto* v = def.if_contains(key);
+      return v && v->is_string() && !v->get_string().empty() ? std::string(v->get_string())
+                                                             : std::move(fallback);
+    };
+    auto name = str("name", "");
+    if (!is_identifier(name))
+      return make_error(errc::invalid_argument,
+                        "name: must be a Python class name (letters, digits, _)");
+    if (auto lang = str("language", "python"); lang != "python")
+      return make_error(errc::invalid_argument,
+                        fmt::format("language: only Python steps run (got {})", quote_json(lang)));
+    auto* code = def.if_contains("code");
+    if (!code || !code->is_string())
+      return make_error(errc::invalid_argument, "code: required: the step's source as a string");
+    auto pack = str("syncpack", "uploaded_steps");
+    if (!is_identifier(pack))
+      return make_error(errc::invalid_argument,
+                        "syncpack: must be a Python package name (letters, digits, _)");
+    std::lock_guard<std::mutex> guard{uploaded_->mtx};
+    fs::path root = fs::path(data_dir) / "uploaded_steps";
+    std::error_code ec;
+    if (uploaded_->version == 0)
+      fs::remove_all(root, ec); // what an earlier process left
+    auto version = ++uploaded_->version;
+    auto file = root / name / std::to_string(version) / pack / "steps" / (name + ".py");
+    fs::create_directories(file.parent_path(), ec);
+    if (ec)
+      return make_error(errc::io_error, fmt::format("cannot create {}: {}",
+                                                    file.parent_path().string(), ec.message()));
+    if (auto err = write_file(file.string(), code->get_string()))
+      return err;
+    auto found = python_step(file, pack, defaults_, opts_);
+    auto group = state_->pool.add_group(found.spec);
+    if (auto it = uploaded_->steps.find(name); it != uploaded_->steps.end()) {
+      auto old = it->second->swap_group(group);
+      if (old != external_step::deleted)
+        state_->pool.retire(old);
+      return {};
+    }
+    found.info.friendly_name = str("friendly_name", name);
+    found.info.description = str("description", "Uploaded PowerFlow Python step");
+    found.info.version = str("version", "1.0.0");
+    uploaded_->steps.emplace(name, std::make_shared<external_step>(state_, group, found.info));
+    return {};
+  }
+
+  /// Deleted uploaded steps are no longer found; their processes end once idle.
+  void remove(const std::string& name) {
+    std::lock_guard<std::mutex> guard{uploaded_->mtx};
+    if (auto it = uploaded_->steps.find(name); it != uploaded_->steps.end()) {
+      auto old = it->second->swap_group(external_step::deleted);
+      if (old != external_step::deleted)
+        state_->pool.retire(old);
+    }
+  }
 
   caf::error add_steps(step_registry& registry) override {
+    registry.set_dynamic(uploaded_);
     for (auto& s : steps_) {
       if (registry.find(s.info.name)) {
         // A SyncPack's own copy of a built-in step (e.g. an exported
@@ -348,8 +460,10 @@ public:
 
 private:
   external_options opts_;
+  process_spec defaults_;
   std::vector<found_step> steps_;
   std::shared_ptr<shared_state> state_;
+  std::shared_ptr<uploaded_steps> uploaded_;
 };
 
 } // namespace
@@ -419,7 +533,23 @@ caf::expected<std::shared_ptr<connector>> make_external_connector(const connecto
       steps.push_back(std::move(*s));
     }
   }
-  return std::make_shared<external_connector>(std::move(opts), std::move(steps));
+  return std::make_shared<external_connector>(std::move(opts), std::move(defaults),
+                                              std::move(steps));
+}
+
+caf::error install_uploaded_step(const std::vector<std::shared_ptr<connector>>& connectors,
+                                 const json::object& definition, const std::string& data_dir) {
+  for (const auto& c : connectors)
+    if (auto* e = dynamic_cast<external_connector*>(c.get()))
+      return e->install(definition, data_dir);
+  return make_error(errc::unavailable, "no step host: the external connector is not loaded");
+}
+
+void remove_uploaded_step(const std::vector<std::shared_ptr<connector>>& connectors,
+                          const std::string& name) {
+  for (const auto& c : connectors)
+    if (auto* e = dynamic_cast<external_connector*>(c.get()))
+      e->remove(name);
 }
 
 } // namespace stepflow::connectors

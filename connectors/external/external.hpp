@@ -22,4 +22,16 @@ namespace stepflow::connectors {
 /// timeout of their own.
 caf::expected<std::shared_ptr<connector>> make_external_connector(const connector_setup& setup);
 
+/// Makes an uploaded step (the body of POST /api/v1/steps: "name", "code",
+/// optional "syncpack", "language" (only "python"), "friendly_name",
+/// "description", "version") runnable through the external connector among
+/// `connectors`, or points an existing one at new code. Errors start with the
+/// offending field ("code: ...").
+caf::error install_uploaded_step(const std::vector<std::shared_ptr<connector>>& connectors,
+                                 const json::object& definition, const std::string& data_dir);
+
+/// The uploaded step `name` is no longer found; running tasks finish.
+void remove_uploaded_step(const std::vector<std::shared_ptr<connector>>& connectors,
+                          const std::string& name);
+
 } // namespace stepflow::connectors

@@ -1014,26 +1014,57 @@ TEST_CASE("nested conditions, a transform and blocking and non-blocking triggers
   CHECK(c.at("parent_task") == json::value(json::string(id)));
 }
 
-TEST_CASE("uploaded step code is stored, listed as not runnable and deleted") {
+TEST_CASE("uploaded Python step code runs, is replaced, survives a restart and is deleted") {
   server_process srv;
-  auto up = srv.post("/steps", std::string(R"({"name": "DummyStep", "syncpack": "demo",
-    "code": "class DummyStep:\n    pass\n"})"));
+  auto upload = [&](const char* word) {
+    return srv.post("/steps", json::value(json::object{
+      {"name", "UploadedStep"}, {"syncpack", "demo"},
+      {"code", fmt::format("from ipaascore.BaseStep import BaseStep\n\n\n"
+                           "class UploadedStep(BaseStep):\n"
+                           "    def __init__(self):\n"
+                           "        self.friendly_name = \"Uploaded\"\n\n"
+                           "    def execute(self):\n"
+                           "        self.save_data_for_next_step(\"{}\")\n", word)}}));
+  };
+  auto up = upload("foo");
   INFO(up.body);
   REQUIRE(up.status == 201);
-  CHECK(up.json().at("runnable") == false);
-  CHECK(srv.post("/steps", std::string(R"({"name": "DummyStep", "code": "v2"})")).status == 200);
-  CHECK(srv.post("/steps", std::string(R"({"name": "Log", "code": "x"})")).status == 409);
-  CHECK(srv.post("/steps", std::string(R"({"name": "No Spaces", "code": "x"})")).status == 400);
-  CHECK(srv.post("/steps", std::string(R"({"name": "NoCode"})")).status == 400);
-  auto one = srv.get("/steps/DummyStep");
+  CHECK(up.json().at("runnable") == true);
+  srv.put_app(R"({"name": "api_uploaded", "steps": [{"name": "U", "file": "UploadedStep"}]})");
+  auto run_data = [&] {
+    auto t = srv.finished(srv.run(json::object{{"name", "api_uploaded"}}));
+    INFO(to_json(t));
+    REQUIRE(status_of(t) == "success");
+    return step_json(t, "U").at("data");
+  };
+  CHECK(run_data() == json::value("foo"));
+  // New code replaces the old for the next runs.
+  CHECK(upload("bar").status == 200);
+  CHECK(run_data() == json::value("bar"));
+  // A restart installs stored steps again.
+  CHECK(srv.terminate() == 0);
+  srv.start();
+  CHECK(run_data() == json::value("bar"));
+  auto one = srv.get("/steps/UploadedStep");
   REQUIRE(one.status == 200);
-  CHECK(one.json().at("code") == "v2");
+  CHECK(one.json().at("runnable") == true);
   bool listed = false;
   auto all = srv.get("/steps"); // keep the reply alive while iterating its JSON
   for (auto& s : all.json().as_array())
-    listed = listed || s.at("name") == "DummyStep";
+    listed = listed || s.at("name") == "UploadedStep";
   CHECK(listed);
-  CHECK(srv.del("/steps/DummyStep").status == 200);
-  CHECK(srv.get("/steps/DummyStep").status == 404);
+  // Refusals name the field.
+  CHECK(srv.post("/steps", std::string(R"({"name": "Log", "code": "x"})")).status == 409);
+  CHECK(srv.post("/steps", std::string(R"({"name": "No Spaces", "code": "x"})")).status == 400);
+  CHECK(srv.post("/steps", std::string(R"({"name": "NoCode"})")).status == 400);
+  auto lang = srv.post("/steps", std::string(R"({"name": "Js", "code": "x", "language": "js"})"));
+  CHECK(lang.status == 400);
+  CHECK(lang.json().at("detail").at("field") == "language");
+  // Deleted: gone from the API, and applications naming it are refused.
+  CHECK(srv.del("/steps/UploadedStep").status == 200);
+  CHECK(srv.get("/steps/UploadedStep").status == 404);
+  auto refused = srv.post("/applications/run", std::string(R"({"name": "api_uploaded"})"));
+  CHECK(refused.status == 404); // as for any unknown step type at run time
+  CHECK(contains(refused.body, "unknown step type \\\"UploadedStep\\\""));
   CHECK(srv.del("/steps/Log").status == 409);
 }

@@ -21,6 +21,11 @@ struct cli_environment {
   /// May be empty.
   std::function<caf::error(const std::vector<syncpack_content>&, step_registry&)>
     add_content_steps;
+  /// Makes a step uploaded through POST /api/v1/steps runnable (definition,
+  /// data directory); called after add_content_steps. May be empty.
+  std::function<caf::error(const json::object&, const std::string&)> install_step;
+  /// Forgets an uploaded step. May be empty.
+  std::function<void(const std::string&)> remove_step;
 };
 
 int run_cli(int argc, char** argv, const cli_environment& env);

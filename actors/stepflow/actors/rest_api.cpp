@@ -541,17 +541,23 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
       return std::nullopt;
     return std::move(*v);
   };
-  auto show_stored = [](json::value v) {
+  const auto& registry = svc.registry();
+  auto show_stored = [&registry](json::value v) {
     auto& o = v.as_object();
     o["builtin"] = false;
-    o["runnable"] = false;
-    o["note"] = "stored; runs when a step host for its language is available";
+    auto* n = o.if_contains("name");
+    bool runnable = n && n->is_string() && registry.find(n->get_string()) != nullptr;
+    o["runnable"] = runnable;
+    if (!runnable)
+      o["note"] = "stored, but it does not run: see the server's log for why";
     return v;
   };
   if (is({"steps"})) {
     if (m == "GET") {
       json::array out;
-      for (const auto* t : svc.registry().all()) {
+      for (const auto* t : registry.all()) {
+        if (registry.find_fixed(t->info().name) != t)
+          continue; // uploaded: listed from the store below
         auto v = to_json(t->info());
         v.as_object()["builtin"] = true;
         v.as_object()["runnable"] = true;
@@ -575,17 +581,30 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
       if (name.find_first_of(" /\\") != std::string::npos)
         return respond(field_error("name", "must not contain spaces or slashes (PowerFlow: the "
                                            "file name is the class name)"));
-      if (svc.registry().find(name))
+      if (registry.find_fixed(name))
         return respond(error_reply(409, fmt::format("{} is a built-in step type and cannot be "
                                                     "replaced", quote_json(name)),
                                    json::object{{"field", "name"}}));
       auto code = body->find("code");
       if (code == body->end() || !code->value().is_string())
         return respond(field_error("code", "required: the step's source code as a string"));
+      // Made runnable first: a definition the step host refuses is not stored.
+      if (ctx_.install_step)
+        if (auto err = ctx_.install_step(*body)) {
+          auto why = message_of(err);
+          auto colon = why.find(": ");
+          std::string field = colon == std::string::npos ? "code" : why.substr(0, colon);
+          if (code_of(err) != errc::invalid_argument)
+            return respond(error_from(err));
+          return respond(field_error(field, colon == std::string::npos ? why : why.substr(colon + 2)));
+        }
       bool existed = stored_step(name).has_value();
       auto text = to_json(json::value(*body));
-      if (auto err = svc.store().write({{write_op::put, table::steps, name, text}}))
+      if (auto err = svc.store().write({{write_op::put, table::steps, name, text}})) {
+        if (ctx_.remove_step && !existed)
+          ctx_.remove_step(name);
         return respond(error_from(err));
+      }
       return respond(json_reply(existed ? 200 : 201, show_stored(json::value(*body))));
     }
     return not_allowed("GET, POST");
@@ -654,7 +673,7 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
   }
   if (is({"steps", "*"})) {
     if (m == "GET") {
-      if (auto* t = svc.registry().find(parts[1])) {
+      if (auto* t = registry.find_fixed(parts[1])) {
         auto v = to_json(t->info());
         v.as_object()["builtin"] = true;
         v.as_object()["runnable"] = true;
@@ -665,13 +684,15 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
       return respond(error_reply(404, fmt::format("no step type named {}", quote_json(parts[1]))));
     }
     if (m == "DELETE") {
-      if (svc.registry().find(parts[1]))
+      if (registry.find_fixed(parts[1]))
         return respond(error_reply(409, fmt::format("{} is a built-in step type and cannot be deleted",
                                                     quote_json(parts[1]))));
       if (!stored_step(parts[1]))
         return respond(error_reply(404, fmt::format("no step type named {}", quote_json(parts[1]))));
       if (auto err = svc.store().write({{write_op::erase, table::steps, parts[1], {}}}))
         return respond(error_from(err));
+      if (ctx_.remove_step)
+        ctx_.remove_step(parts[1]);
       return respond(json_reply(200, json::object{{"deleted", parts[1]}}));
     }
     return not_allowed("GET, DELETE");

@@ -32,6 +32,11 @@ struct rest_api_context {
   std::function<json::value(const configuration&)> show_config;
   /// Extra health information for GET /status (store, workers...).
   std::function<json::object()> health;
+  /// Makes an uploaded step definition runnable (POST /steps); an error
+  /// sentence starts with the offending field. Empty: uploads are only stored.
+  std::function<caf::error(const json::object&)> install_step;
+  /// Forgets an uploaded step (DELETE /steps/{name}). May be empty.
+  std::function<void(const std::string&)> remove_step;
 };
 
 class rest_api {

@@ -176,6 +176,22 @@ int run_server(const serve_options& o, const cli_environment& env) {
     }
   if (auto err = svc.load_content(packs))
     return fail(fmt::format("cannot load content: {}", message_of(err)));
+  // Uploaded steps (POST /steps) become runnable again before queued runs
+  // that name them are recovered.
+  auto install_step = [&env, dir = so.path](const json::object& def) -> caf::error {
+    if (!env.install_step)
+      return make_error(errc::unavailable, "this build has no step host");
+    return env.install_step(def, dir);
+  };
+  (void) store->get()->scan(table::steps, {}, {}, false, [&](std::string_view key, std::string_view v) {
+    auto def = parse_json(v, "stored step");
+    caf::error err = def && def->is_object() ? install_step(def->get_object())
+                                             : make_error(errc::bad_json, "unreadable definition");
+    if (err)
+      std::cerr << fmt::format("stepflow: uploaded step {} does not run: {}\n", key,
+                               message_of(err));
+    return true;
+  });
   auto recovered = svc.recover();
   if (!recovered)
     return fail(fmt::format("cannot recover queued runs: {}", message_of(recovered.error())));
@@ -197,6 +213,8 @@ int run_server(const serve_options& o, const cli_environment& env) {
   };
   actx.encrypt_config = [&k](configuration c) { return encrypt_configuration(k, std::move(c)); };
   actx.show_config = [](const configuration& c) { return masked(c); };
+  actx.install_step = install_step;
+  actx.remove_step = env.remove_step;
   auto* store_ptr = store->get();
   actx.health = [store_ptr, &eng]() {
     auto st = store_ptr->stats();

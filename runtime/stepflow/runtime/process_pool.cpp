@@ -114,6 +114,7 @@ struct process_pool::impl : std::enable_shared_from_this<process_pool::impl> {
     process_spec spec;
     std::deque<process_task> queue;
     std::vector<std::shared_ptr<worker>> workers;
+    bool retired = false;
     process_group_stats stats; // guarded by impl::stats_mtx
   };
 
@@ -175,6 +176,12 @@ struct process_pool::impl : std::enable_shared_from_this<process_pool::impl> {
         continue;
       }
       break;
+    }
+    if (g.retired && g.queue.empty()) {
+      auto workers = g.workers;
+      for (auto& w : workers)
+        if (w->st == state::idle)
+          close_worker(w);
     }
     refresh_counts(g);
   }
@@ -598,6 +605,14 @@ process_pool::group_id process_pool::add_group(process_spec spec) {
   impl_->groups.push_back(std::make_unique<impl::group>());
   impl_->groups.back()->spec = std::move(spec);
   return impl_->groups.size() - 1;
+}
+
+void process_pool::retire(group_id group) {
+  asio::post(impl_->ctx, [i = impl_, group] {
+    auto& g = i->group_at(group);
+    g.retired = true;
+    i->pump(g);
+  });
 }
 
 void process_pool::submit(group_id group, process_task task) {

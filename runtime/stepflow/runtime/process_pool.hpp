@@ -98,6 +98,10 @@ public:
   /// Queues `task` for a process of `group`.
   void submit(group_id group, process_task task);
 
+  /// Ends the group's processes once they are idle (queued and running
+  /// tasks still finish). Later tasks would start new processes.
+  void retire(group_id group);
+
   /// A snapshot (thread-safe).
   process_group_stats stats(group_id group) const;
 

@@ -113,15 +113,24 @@ caf::error step_registry::add(std::shared_ptr<const step_type> type) {
   return {};
 }
 
-const step_type* step_registry::find(std::string_view file) const noexcept {
+const step_type* step_registry::find_fixed(std::string_view file) const noexcept {
   auto it = types_.find(file);
   return it == types_.end() ? nullptr : it->second.get();
+}
+
+const step_type* step_registry::find(std::string_view file) const noexcept {
+  if (auto* t = find_fixed(file))
+    return t;
+  return dynamic_ ? dynamic_->find(file) : nullptr;
 }
 
 std::vector<const step_type*> step_registry::all() const {
   std::vector<const step_type*> out;
   for (auto& [_, t] : types_)
     out.push_back(t.get());
+  if (dynamic_)
+    for (auto* t : dynamic_->all())
+      out.push_back(t);
   return out;
 }
 

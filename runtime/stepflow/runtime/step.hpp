@@ -154,20 +154,43 @@ public:
   virtual void run(std::shared_ptr<step_context> ctx, step_done done) const = 0;
 };
 
-/// Step types by name, filled once at start-up from one explicit list
-/// (connectors/registry.cpp), read-only afterwards.
+/// Step types that can appear while the process runs (steps uploaded through
+/// POST /api/v1/steps). Thread-safe; a type it returned stays valid for the
+/// life of the process.
+class dynamic_step_source {
+public:
+  virtual ~dynamic_step_source() = default;
+  /// The step type named `file`, or nullptr.
+  virtual const step_type* find(std::string_view file) const noexcept = 0;
+  virtual std::vector<const step_type*> all() const = 0;
+};
+
+/// Step types by name, filled once at start-up from the explicit lists
+/// (connectors/registry.cpp, connectors/.../connector.cpp), read-only
+/// afterwards; names it does not know are looked up in the dynamic source.
 class step_registry {
 public:
   /// errc::already_exists on a duplicate name.
   caf::error add(std::shared_ptr<const step_type> type);
 
-  /// The step type named `file`, or nullptr.
+  /// Set once at start-up, before any run.
+  void set_dynamic(std::shared_ptr<const dynamic_step_source> source) noexcept {
+    dynamic_ = std::move(source);
+  }
+
+  /// The step type named `file` (fixed ones first, then dynamic), or nullptr.
   const step_type* find(std::string_view file) const noexcept;
 
+  /// A step type registered at start-up (built-in, connector, plugin,
+  /// SyncPack), or nullptr: these cannot be replaced or deleted.
+  const step_type* find_fixed(std::string_view file) const noexcept;
+
+  /// Fixed types by name, then the dynamic ones.
   std::vector<const step_type*> all() const;
 
 private:
   std::map<std::string, std::shared_ptr<const step_type>, std::less<>> types_;
+  std::shared_ptr<const dynamic_step_source> dynamic_;
 };
 
 /// step_info as the JSON PowerFlow's GET /steps shows.
