@@ -3,6 +3,8 @@
 
 #include <string_view>
 
+#include "http_common/http_common.hpp"
+
 namespace stepflow::connectors {
 
 namespace {
@@ -29,12 +31,8 @@ parse_servicenow_connector_options(const json::object& options) {
                                  "retry_base_delay_ms", "retry_max_delay_ms"}))
     return err;
   servicenow_connector_options out;
-  auto retries = option_whole_number(options, scope, "retries", out.retries, 0, 10);
-  if (!retries)
-    return std::move(retries.error());
-  auto timeout = option_number_in(options, scope, "timeout", out.timeout_s, 0.001, 86'400);
-  if (!timeout)
-    return std::move(timeout.error());
+  if (auto err = http_common::read_http_defaults(options, scope, out))
+    return err;
   auto page = option_whole_number(options, scope, "page_size", out.page_size, 1, 10'000);
   if (!page)
     return std::move(page.error());
@@ -42,20 +40,8 @@ parse_servicenow_connector_options(const json::object& options) {
                                          10'000'000);
   if (!max_records)
     return std::move(max_records.error());
-  auto base = option_number_in(options, scope, "retry_base_delay_ms", out.retry_base_delay_ms, 0,
-                               3'600'000);
-  if (!base)
-    return std::move(base.error());
-  auto cap = option_number_in(options, scope, "retry_max_delay_ms", out.retry_max_delay_ms, 0,
-                              3'600'000);
-  if (!cap)
-    return std::move(cap.error());
-  out.retries = static_cast<int>(*retries);
-  out.timeout_s = *timeout;
   out.page_size = static_cast<int>(*page);
   out.max_records = static_cast<int>(*max_records);
-  out.retry_base_delay_ms = *base;
-  out.retry_max_delay_ms = *cap;
   return out;
 }
 

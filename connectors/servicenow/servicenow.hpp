@@ -8,26 +8,21 @@
 // with retries on. Documented in docs/connectors/servicenow.md.
 #include <memory>
 
+#include "http_common/http_defaults.hpp"
 #include "stepflow/connectors/connector.hpp"
 
 namespace stepflow::connectors {
 
 /// The "servicenow" member of the connectors options; each is a default a
-/// step's own parameter overrides.
-struct servicenow_connector_options {
-  /// Retries per request when a step sets no "retries" (0 to 10). Default: 3.
-  int retries = 3;
-  /// Per-request timeout in seconds when a step sets no "timeout". Default: 60.
-  double timeout_s = 60;
+/// step's own parameter overrides: retries, timeout and the retry delays
+/// (http_defaults), and:
+struct servicenow_connector_options : http_defaults {
   /// sysparm_limit of each page of ServiceNowQueryRecords when the step sets
   /// none (1 to 10000). Default: 1000.
   int page_size = 1000;
   /// Most records ServiceNowQueryRecords collects when the step sets no
   /// "max_records" (1 to 10,000,000). Default: 10000.
   int max_records = 10000;
-  /// Backoff base and cap between retries, in milliseconds. Defaults: 200, 30000.
-  double retry_base_delay_ms = 200;
-  double retry_max_delay_ms = 30'000;
 };
 
 /// Reads and validates the options (errors name the field:

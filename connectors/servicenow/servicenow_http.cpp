@@ -2,9 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <exception>
+#include <functional>
 
 #include <fmt/format.h>
 
@@ -12,65 +13,9 @@
 
 namespace stepflow::connectors::snow_detail {
 
+using namespace http_common;
+
 namespace {
-
-constexpr int max_retries = 10;
-
-const json::value* get(const json::object& params, std::string_view name) {
-  auto it = params.find(name);
-  return it == params.end() || it->value().is_null() ? nullptr : &it->value();
-}
-
-double number_of(const json::value& v) {
-  if (v.is_number())
-    return v.to_number<double>();
-  if (v.is_string()) {
-    std::string t(v.get_string());
-    char* end = nullptr;
-    double d = std::strtod(t.c_str(), &end);
-    if (!t.empty() && end && *end == '\0')
-      return d;
-  }
-  return std::nan("");
-}
-
-bool has_userinfo(std::string_view url) {
-  auto scheme = url.find("://");
-  auto start = scheme == std::string_view::npos ? 0 : scheme + 3;
-  auto end = url.find_first_of("/?#", start);
-  auto authority = url.substr(start, end == std::string_view::npos ? url.npos : end - start);
-  return authority.find('@') != std::string_view::npos;
-}
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  return a.size() == b.size()
-         && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-              return std::tolower(static_cast<unsigned char>(x))
-                     == std::tolower(static_cast<unsigned char>(y));
-            });
-}
-
-json::object headers_json(const http_headers& headers) {
-  json::object out;
-  for (const auto& [name, value] : headers) {
-    json::value* existing = nullptr;
-    for (auto& kv : out)
-      if (iequals(kv.key(), name))
-        existing = &kv.value();
-    if (existing && existing->is_string()) {
-      auto& s = existing->as_string();
-      s.append(", ");
-      s.append(value);
-    } else {
-      out[name] = value;
-    }
-  }
-  return out;
-}
-
-std::string attempts_suffix(const http_response& res) {
-  return res.attempts > 1 ? fmt::format(" after {} attempts", res.attempts) : std::string();
-}
 
 /// Posts the OAuth grant of `s` to /oauth_token.do; on success stores the
 /// token in `s` and the cache and calls `ready`.
@@ -130,12 +75,6 @@ void exchange_token(const std::shared_ptr<step_context>& ctx, const session_ptr&
 
 } // namespace
 
-void completion::operator()(step_outcome out) {
-  if (fired_.exchange(true))
-    return;
-  done_(std::move(out));
-}
-
 std::optional<std::string> token_cache::get(const std::string& key) {
   std::lock_guard<std::mutex> guard{mtx_};
   auto it = tokens_.find(key);
@@ -161,12 +100,6 @@ void token_cache::drop(const std::string& key, const std::string& token) {
     tokens_.erase(it);
 }
 
-void add_param(std::vector<param_info>& params, std::string name, std::string type,
-               json::value def, std::string description, bool required) {
-  params.push_back(param_info{std::move(name), std::move(description), required, std::move(def),
-                              std::move(type)});
-}
-
 void add_connection_params(std::vector<param_info>& params, const servicenow_connector_options& o) {
   add_param(params, "snow_url", "string", nullptr,
             "Base URL of the instance, e.g. \"https://acme.service-now.com\". Either this or "
@@ -174,9 +107,7 @@ void add_connection_params(std::vector<param_info>& params, const servicenow_con
   add_param(params, "instance", "string", nullptr,
             "Instance name: \"acme\" means https://acme.service-now.com (used when snow_url is "
             "not set).");
-  add_param(params, "user", "string", "", "User for basic authentication (alias: username).");
-  add_param(params, "username", "string", "", "Alias of user.");
-  add_param(params, "password", "string", "", "Password for basic authentication.");
+  add_basic_auth_params(params);
   add_param(params, "oauth_token", "string", "",
             "OAuth access token, sent as \"Authorization: Bearer <token>\" (wins over the rest).");
   add_param(params, "client_id", "string", "",
@@ -184,30 +115,7 @@ void add_connection_params(std::vector<param_info>& params, const servicenow_con
             "token is obtained from /oauth_token.do and cached.");
   add_param(params, "client_secret", "string", "", "OAuth client secret.");
   add_param(params, "refresh_token", "string", "", "OAuth refresh token.");
-  add_param(params, "verify_ssl", "boolean", true,
-            "Verify the server's TLS certificate and host name (alias: verify).");
-  add_param(params, "verify", "boolean", nullptr, "Alias of verify_ssl.");
-  add_param(params, "ca_file", "string", "", "PEM file of CA certificates to trust.");
-  add_param(params, "proxy", "string", "",
-            "Proxy URL; empty: the HTTP client's default (options or environment).");
-  add_param(params, "timeout", "number", o.timeout_s,
-            "Seconds allowed for each request (each page, each attempt). Also the runtime's "
-            "limit for the whole step.");
-  add_param(params, "retries", "number", o.retries,
-            "Times a failed request is retried (0 to 10): connect errors, timeouts, 429, 5xx.");
-}
-
-caf::error check_number(const json::object& params, std::string_view step, std::string_view name,
-                        double lo, double hi, bool whole) {
-  auto* v = get(params, name);
-  if (!v)
-    return {};
-  double d = number_of(*v);
-  if (!(d >= lo && d <= hi) || (whole && d != std::floor(d)))
-    return make_error(errc::invalid_definition,
-                      fmt::format("{}: parameter \"{}\" must be a{} number from {} to {}", step,
-                                  name, whole ? " whole" : "", lo, hi));
-  return {};
+  add_transport_params(params, o);
 }
 
 caf::error check_connection_params(const json::object& params, std::string_view step) {
@@ -215,12 +123,12 @@ caf::error check_connection_params(const json::object& params, std::string_view 
     return make_error(errc::invalid_definition, fmt::format("{}: {}", step, what));
   };
   auto text = [&](std::string_view name) -> std::string {
-    auto* v = get(params, name);
+    auto* v = present(params, name);
     return v && v->is_string() ? std::string(v->get_string()) : std::string();
   };
   for (auto name : {"snow_url", "instance", "user", "username", "password", "oauth_token",
                     "client_id", "client_secret", "refresh_token", "ca_file", "proxy"})
-    if (auto* v = get(params, name); v && !v->is_string())
+    if (auto* v = present(params, name); v && !v->is_string())
       return bad(fmt::format("parameter \"{}\" must be a string", name));
   auto url = text("snow_url");
   auto instance = text("instance");
@@ -244,16 +152,7 @@ caf::error check_connection_params(const json::object& params, std::string_view 
     if (text("refresh_token").empty() && !has_user && text("oauth_token").empty())
       return bad("OAuth needs a refresh_token (or user and password) with client_id");
   }
-  if (auto err = check_number(params, step, "timeout", 0.001, 86'400, false))
-    return err;
-  return check_number(params, step, "retries", 0, max_retries, true);
-}
-
-std::string idempotency_key(const step_context& ctx, std::string_view suffix) {
-  auto key = fmt::format("{}:{}", ctx.run_id, ctx.step_name);
-  if (!suffix.empty())
-    fmt::format_to(std::back_inserter(key), ":{}", suffix);
-  return key;
+  return check_transport_params(params, step);
 }
 
 void open_session(const std::shared_ptr<step_context>& ctx, const servicenow_connector_options& o,
@@ -274,26 +173,10 @@ void open_session(const std::shared_ptr<step_context>& ctx, const servicenow_con
                 : fmt::format("https://{}", instance);
   }
   auto& r = s->proto;
-  r.verify_tls = ctx->param_bool("verify_ssl", true) && ctx->param_bool("verify", true);
-  r.ca_file = ctx->param_string("ca_file");
-  r.proxy = ctx->param_string("proxy");
-  double t = ctx->param_number("timeout", o.timeout_s);
-  if (!std::isfinite(t) || t <= 0)
-    t = o.timeout_s;
-  r.timeout = std::chrono::milliseconds(std::llround(std::min(t, 86'400.0) * 1000));
-  r.connect_timeout = std::min(r.timeout, std::chrono::milliseconds(10'000));
-  double retries = ctx->param_number("retries", o.retries);
-  if (!std::isfinite(retries) || retries < 0)
-    retries = o.retries;
-  r.retry.max_attempts = 1 + static_cast<int>(std::min<double>(retries, max_retries));
-  r.retry.base_delay = std::chrono::milliseconds(std::llround(o.retry_base_delay_ms));
-  r.retry.max_delay = std::chrono::milliseconds(std::llround(o.retry_max_delay_ms));
+  apply_transport_params(*ctx, o, r);
   r.headers.emplace_back("Accept", "application/json");
 
-  auto user = ctx->param_string("user");
-  if (user.empty())
-    user = ctx->param_string("username");
-  auto password = user.empty() ? std::string() : ctx->param_string("password");
+  auto [user, password] = basic_credentials(*ctx);
   if (auto token = ctx->param_string("oauth_token"); !token.empty()) {
     r.bearer_token = std::move(token);
     return ready(std::move(s));
@@ -324,81 +207,19 @@ void open_session(const std::shared_ptr<step_context>& ctx, const servicenow_con
 
 void send(const std::shared_ptr<step_context>& ctx, const session_ptr& s, call c,
           completion_ptr fin, ok_handler ok) {
-  if (ctx->cancelled.load())
-    return (*fin)(step_outcome::failure(
-      fmt::format("{} {} was not sent: the step was cancelled", c.method, path_only(c.path))));
-  if (!ctx->services.http)
-    return (*fin)(step_outcome::failure("no HTTP client service is configured"));
-  http_request req = s->proto;
-  req.method = c.method;
-  req.url = s->base + c.path;
-  if (c.body) {
-    req.body = to_json(*c.body);
-    req.headers.emplace_back("Content-Type", "application/json");
-  }
-  req.idempotency_key = c.idempotency_key;
-  ctx->log(log_level::debug, fmt::format("{} {}", req.method, req.url));
-  auto started = std::chrono::steady_clock::now();
-  ctx->services.http->submit(std::move(req), [ctx, s, fin, ok = std::move(ok), c = std::move(c),
-                                              started](caf::expected<http_response> result) mutable {
-    try {
-      if (!result)
-        return (*fin)(step_outcome::failure(message_of(result.error())));
-      auto& res = *result;
-      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::steady_clock::now() - started)
-                  .count();
-      ctx->log(log_level::info, fmt::format("HTTP {} in {} ms{}", res.status, ms, attempts_suffix(res)));
-      if (res.status == 401 && s->token_from_cache) {
-        // The cached token was revoked or expired early: one fresh token, one more try.
-        ctx->log(log_level::info, "HTTP 401 with a cached OAuth token; getting a new one");
-        s->cache->drop(s->cache_key, s->proto.bearer_token);
-        s->token_from_cache = false;
-        return exchange_token(ctx, s, fin, [ctx, s, fin, ok = std::move(ok), c = std::move(c)]() mutable {
-          send(ctx, s, std::move(c), fin, std::move(ok));
-        });
-      }
-      if (res.status < 200 || res.status >= 300)
-        return (*fin)(step_outcome::failure(fmt::format("{} {} returned HTTP {}{}", c.method,
-                                                        path_only(c.path), res.status,
-                                                        attempts_suffix(res)),
-                                            failure_data(res)));
-      ok(std::move(res));
-    } catch (const std::exception& e) {
-      (*fin)(step_outcome::failure(fmt::format("{} {}: {}", c.method, path_only(c.path), e.what())));
-    } catch (...) {
-      (*fin)(step_outcome::failure(fmt::format("{} {}: unknown error", c.method, path_only(c.path))));
-    }
-  });
-}
-
-json::value body_json(const http_response& res) {
-  if (res.body.empty())
-    return json::string{};
-  if (auto parsed = parse_json(res.body, "response body"))
-    return std::move(*parsed);
-  return json::string(res.body);
-}
-
-json::object failure_data(const http_response& res) {
-  return json::object{{"http_code", res.status},
-                      {"headers", headers_json(res.headers)},
-                      {"body", body_json(res)}};
-}
-
-std::string_view path_only(std::string_view path) noexcept {
-  return path.substr(0, path.find('?'));
-}
-
-std::string query_string(const std::vector<std::pair<std::string, std::string>>& q) {
-  std::string out;
-  for (const auto& [k, v] : q) {
-    out += out.empty() ? '?' : '&';
-    out += url_encode(k);
-    out += '=';
-    out += url_encode(v);
-  }
-  return out;
+  auto retry_on_401 = [ctx, s, fin](const http_response& res, call& c, ok_handler& ok) {
+    if (res.status != 401 || !s->token_from_cache)
+      return false;
+    // The cached token was revoked or expired early: one fresh token, one more try.
+    ctx->log(log_level::info, "HTTP 401 with a cached OAuth token; getting a new one");
+    s->cache->drop(s->cache_key, s->proto.bearer_token);
+    s->token_from_cache = false;
+    exchange_token(ctx, s, fin, [ctx, s, fin, ok = std::move(ok), c = std::move(c)]() mutable {
+      send(ctx, s, std::move(c), fin, std::move(ok));
+    });
+    return true;
+  };
+  http_common::send(ctx, *s, std::move(c), std::move(fin), std::move(ok), std::move(retry_on_401));
 }
 
 std::string link_next(const http_headers& headers) {

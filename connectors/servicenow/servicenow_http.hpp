@@ -1,9 +1,8 @@
 #pragma once
-// Plumbing shared by the ServiceNow steps (internal): the connection
-// parameters, sessions (endpoint plus auth, with OAuth tokens exchanged at
-// /oauth_token.do and cached), one request through the shared http_client
-// with QueryREST's failure convention, and a once-only completion.
-#include <atomic>
+// Plumbing of the ServiceNow steps (internal): the connection parameters and
+// sessions (an endpoint plus auth, with OAuth tokens exchanged at
+// /oauth_token.do and cached). Requests, completions and failure data come
+// from http_common.
 #include <chrono>
 #include <functional>
 #include <map>
@@ -12,9 +11,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
+#include "http_common/http_common.hpp"
 #include "servicenow/servicenow.hpp"
 #include "stepflow/runtime/http_client.hpp"
 #include "stepflow/runtime/json.hpp"
@@ -22,17 +21,18 @@
 
 namespace stepflow::connectors::snow_detail {
 
-/// Calls a step's `done` exactly once, from whichever path gets there first.
-class completion {
-public:
-  explicit completion(step_done done) : done_(std::move(done)) {}
-  void operator()(step_outcome out);
-
-private:
-  step_done done_;
-  std::atomic<bool> fired_{false};
-};
-using completion_ptr = std::shared_ptr<completion>;
+using http_common::add_param;
+using http_common::body_json;
+using http_common::call;
+using http_common::check_number;
+using http_common::completion;
+using http_common::completion_ptr;
+using http_common::failure_data;
+using http_common::idempotency_key;
+using http_common::ok_handler;
+using http_common::path_only;
+using http_common::present;
+using http_common::query_string;
 
 /// OAuth access tokens by (instance, client, grant), until shortly before
 /// they expire. Thread-safe.
@@ -52,12 +52,10 @@ private:
   std::map<std::string, entry, std::less<>> tokens_;
 };
 
-/// Where and how a step reaches its instance.
-struct session {
-  /// "https://acme.service-now.com", no trailing '/'.
-  std::string base;
-  /// TLS, proxy, timeouts, retry policy and auth; method, url and body empty.
-  http_request proto;
+/// Where and how a step reaches its instance: base is
+/// "https://acme.service-now.com" (no trailing '/'), proto carries TLS,
+/// proxy, timeouts, retry policy and auth.
+struct session : http_common::endpoint {
   /// OAuth client credentials when tokens are exchanged (empty otherwise).
   std::string client_id, client_secret, refresh_token, user, password;
   std::string cache_key;
@@ -67,10 +65,6 @@ struct session {
 };
 using session_ptr = std::shared_ptr<session>;
 
-/// Appends a parameter description.
-void add_param(std::vector<param_info>& params, std::string name, std::string type,
-               json::value def, std::string description, bool required = false);
-
 /// The connection and auth parameters (snow_url, instance, user, password,
 /// oauth_token, client_id, client_secret, refresh_token, verify_ssl,
 /// ca_file, proxy, timeout, retries).
@@ -79,45 +73,17 @@ void add_connection_params(std::vector<param_info>& params, const servicenow_con
 /// Checks those parameters. Errors start with "<step>: ".
 caf::error check_connection_params(const json::object& params, std::string_view step);
 
-/// Checks that `name`, when present, is a number (or a string holding one)
-/// within [lo, hi], whole when `whole`.
-caf::error check_number(const json::object& params, std::string_view step, std::string_view name,
-                        double lo, double hi, bool whole);
-
-/// The key sent with a step's POSTs and PATCHes: "<run id>:<step name>[:<suffix>]".
-std::string idempotency_key(const step_context& ctx, std::string_view suffix = {});
-
-/// One request.
-struct call {
-  std::string method = "GET";
-  /// Absolute path with any query, e.g. "/api/now/table/incident?sysparm_limit=1".
-  std::string path;
-  /// Sent as JSON when set.
-  std::optional<json::value> body;
-  std::string idempotency_key;
-};
-
-using ok_handler = std::function<void(http_response&&)>;
-
 /// Builds the session a step's parameters describe, exchanging OAuth
 /// credentials for a token first when needed (or taking a cached one), then
 /// calls `ready`. Failures complete `fin`.
 void open_session(const std::shared_ptr<step_context>& ctx, const servicenow_connector_options& o,
                   token_cache& cache, completion_ptr fin, std::function<void(session_ptr)> ready);
 
-/// Sends `c` within `s`. A 2xx answer goes to `ok` (which must complete
-/// `fin` in the end); a 401 on a cached OAuth token gets one fresh token and
-/// one more try; anything else completes `fin` with a failure: a transport
-/// error with the client's sentence; another status with "<METHOD> <path>
-/// returned HTTP <code>[ after N attempts]" and {http_code, headers, body}.
+/// Sends `c` within `s` as http_common::send does, except that a 401 on a
+/// cached OAuth token gets one fresh token and one more try.
 void send(const std::shared_ptr<step_context>& ctx, const session_ptr& s, call c,
           completion_ptr fin, ok_handler ok);
 
-json::value body_json(const http_response& res);
-json::object failure_data(const http_response& res);
-std::string_view path_only(std::string_view path) noexcept;
-/// "?a=1&b=2" from pairs (values percent-encoded), "" when empty.
-std::string query_string(const std::vector<std::pair<std::string, std::string>>& q);
 /// The target of the Link header's rel="next", or empty.
 std::string link_next(const http_headers& headers);
 

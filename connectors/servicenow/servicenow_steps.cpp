@@ -23,11 +23,6 @@ namespace {
 
 using namespace snow_detail;
 
-const json::value* present(const json::object& params, std::string_view name) {
-  auto it = params.find(name);
-  return it == params.end() || it->value().is_null() ? nullptr : &it->value();
-}
-
 /// Query parameters passed through to the Table API when set.
 constexpr const char* passthrough[] = {"sysparm_fields", "sysparm_display_value",
                                        "sysparm_exclude_reference_link",

@@ -6,26 +6,21 @@
 // asynchronous http_client with retries on. Documented in docs/connectors/sl1.md.
 #include <memory>
 
+#include "http_common/http_defaults.hpp"
 #include "stepflow/connectors/connector.hpp"
 
 namespace stepflow::connectors {
 
 /// The "sl1" member of the connectors options; each is a default a step's
-/// own parameter overrides.
-struct sl1_connector_options {
-  /// Retries per request when a step sets no "retries" (0 to 10). Default: 3.
-  int retries = 3;
-  /// Per-request timeout in seconds when a step sets no "timeout". Default: 60.
-  double timeout_s = 60;
+/// own parameter overrides: retries, timeout and the retry delays
+/// (http_defaults), and:
+struct sl1_connector_options : http_defaults {
   /// Page size of list requests (limit) and GraphQL pages (first) when a
   /// step sets none (1 to 10000). Default: 100.
   int page_size = 100;
   /// Most items a list or paginated GraphQL step collects when it sets no
   /// "max_items" (1 to 10,000,000). Default: 10000.
   int max_items = 10000;
-  /// Backoff base and cap between retries, in milliseconds. Defaults: 200, 30000.
-  double retry_base_delay_ms = 200;
-  double retry_max_delay_ms = 30'000;
 };
 
 /// Reads and validates the options (errors name the field: "sl1.retries: ...").

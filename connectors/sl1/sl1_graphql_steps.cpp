@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include <fmt/format.h>
@@ -21,11 +22,6 @@ namespace stepflow::connectors {
 namespace {
 
 using namespace sl1_detail;
-
-const json::value* present(const json::object& params, std::string_view name) {
-  auto it = params.find(name);
-  return it == params.end() || it->value().is_null() ? nullptr : &it->value();
-}
 
 /// "variables" must be an object or a string holding one.
 caf::error check_variables(const json::object& params, std::string_view step) {
@@ -263,21 +259,6 @@ private:
 
 // -- QueryGQL ---------------------------------------------------------------------
 
-constexpr int max_retries = 10;
-
-/// prefix + relative with exactly one '/' between them.
-std::string join_url(std::string_view prefix, std::string_view relative) {
-  if (relative.empty())
-    return std::string(prefix);
-  if (relative.front() == '?' || relative.front() == '#')
-    return fmt::format("{}{}", prefix, relative);
-  while (!prefix.empty() && prefix.back() == '/')
-    prefix.remove_suffix(1);
-  while (!relative.empty() && relative.front() == '/')
-    relative.remove_prefix(1);
-  return fmt::format("{}/{}", prefix, relative);
-}
-
 class query_gql_step final : public step_type {
 public:
   explicit query_gql_step(const sl1_connector_options& o) : opts_(o) {
@@ -329,9 +310,7 @@ public:
                         "QueryGQL: parameter \"headers\" must be an object of name to value");
     if (auto err = check_query(params, "QueryGQL"))
       return err;
-    if (auto err = check_number(params, "QueryGQL", "timeout", 0.001, 86'400, false))
-      return err;
-    return check_number(params, "QueryGQL", "retries", 0, max_retries, true);
+    return http_common::check_transport_params(params, "QueryGQL");
   }
 
   void run(std::shared_ptr<step_context> ctx, step_done done) const override {
@@ -346,22 +325,13 @@ public:
         for (const auto& kv : h->get_object())
           if (!kv.value().is_null())
             r.headers.emplace_back(std::string(kv.key()), to_text(kv.value()));
-      r.user = ctx->param_string("user");
-      if (r.user.empty())
-        r.user = ctx->param_string("username");
-      if (!r.user.empty())
-        r.password = ctx->param_string("password");
+      std::tie(r.user, r.password) = http_common::basic_credentials(*ctx);
       r.bearer_token = ctx->param_string("bearer_token");
-      r.verify_tls = ctx->param_bool("verify_ssl", true) && ctx->param_bool("verify", true);
-      r.ca_file = ctx->param_string("ca_file");
-      r.proxy = ctx->param_string("proxy");
-      double t = ctx->param_number("timeout", 60);
-      if (!std::isfinite(t) || t <= 0)
-        t = 60;
-      r.timeout = std::chrono::milliseconds(std::llround(std::min(t, 86'400.0) * 1000));
-      r.connect_timeout = std::min(r.timeout, std::chrono::milliseconds(10'000));
+      http_defaults d = opts_; // QueryGQL's own defaults, the connector's retry delays
+      d.retries = 0;
+      d.timeout_s = 60;
+      http_common::apply_transport_params(*ctx, d, r);
       int retries = retries_param(*ctx, 0);
-      r.retry = retries_policy(retries, opts_);
       call c;
       c.method = "POST";
       c.path = join_url(ctx->param_string("prefix_url"), ctx->param_string("relative_url", "/gql"));

@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <functional>
 #include <string>
 #include <vector>
@@ -252,4 +253,17 @@ TEST_CASE("stopping the pool fails queued tasks and ends every process") {
     auto r = wait(s);
     CHECK_FALSE(r);
   }
+}
+
+TEST_CASE("a retired group ends its idle processes; later tasks start new ones") {
+  process_pool pool;
+  auto g = pool.add_group(spec_for());
+  auto a = submit(pool, g, "t1", {});
+  auto pa = pid_of(wait(a));
+  pool.retire(g);
+  for (int i = 0; i < 500 && pool.stats(g).processes > 0; ++i) // bounded: 5 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(pool.stats(g).processes == 0);
+  auto b = submit(pool, g, "t2", {});
+  CHECK(pid_of(wait(b)) != pa);
 }
