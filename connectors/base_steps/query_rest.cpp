@@ -5,14 +5,15 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 #include <fmt/format.h>
 
+#include "http_common/http_common.hpp"
 #include "stepflow/runtime/http_client.hpp"
 #include "stepflow/runtime/json.hpp"
 #include "stepflow/runtime/log_level.hpp"
@@ -24,30 +25,6 @@ namespace {
 
 constexpr double default_timeout_s = 60;
 constexpr double default_connect_timeout_s = 10;
-/// Most retries a step may ask for.
-constexpr int max_retries = 10;
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  return a.size() == b.size()
-         && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-              return std::tolower(static_cast<unsigned char>(x))
-                     == std::tolower(static_cast<unsigned char>(y));
-            });
-}
-
-/// prefix + relative with exactly one '/' between them. A relative part that
-/// is only a query or fragment ("?a=1") is appended as-is.
-std::string join_url(std::string_view prefix, std::string_view relative) {
-  if (relative.empty())
-    return std::string(prefix);
-  if (relative.front() == '?' || relative.front() == '#')
-    return fmt::format("{}{}", prefix, relative);
-  while (!prefix.empty() && prefix.back() == '/')
-    prefix.remove_suffix(1);
-  while (!relative.empty() && relative.front() == '/')
-    relative.remove_prefix(1);
-  return fmt::format("{}/{}", prefix, relative);
-}
 
 std::chrono::milliseconds seconds_param(const step_context& ctx, std::string_view name,
                                         double fallback) {
@@ -55,43 +32,6 @@ std::chrono::milliseconds seconds_param(const step_context& ctx, std::string_vie
   if (!std::isfinite(s) || s <= 0)
     s = fallback;
   return std::chrono::milliseconds(std::llround(std::min(s, 1e9) * 1000));
-}
-
-/// The body as JSON when it is JSON (declared or parsable), else as text.
-json::value body_value(const http_response& res) {
-  if (res.body.empty())
-    return json::string{};
-  // Declared JSON or not, a body that parses is JSON (like requests' .json()).
-  if (auto parsed = parse_json(res.body, "response body"))
-    return std::move(*parsed);
-  return json::string(res.body);
-}
-
-/// Response headers as an object; repeated names are joined with ", ".
-json::object headers_value(const http_headers& headers) {
-  json::object out;
-  for (const auto& [name, value] : headers) {
-    json::value* existing = nullptr;
-    for (auto& kv : out)
-      if (iequals(kv.key(), name))
-        existing = &kv.value();
-    if (existing && existing->is_string()) {
-      auto& s = existing->as_string();
-      s.append(", ");
-      s.append(value);
-    } else {
-      out[name] = value;
-    }
-  }
-  return out;
-}
-
-/// `text` as a number, or -1 when it does not hold exactly one.
-double parse_count(std::string_view text) {
-  std::string t(text);
-  char* end = nullptr;
-  double v = std::strtod(t.c_str(), &end);
-  return t.empty() || !end || *end != '\0' ? -1 : v;
 }
 
 bool status_expected(long status, const json::value* expected) {
@@ -118,20 +58,17 @@ step_outcome build_outcome(step_context& ctx, const std::string& method, const s
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
               std::chrono::steady_clock::now() - started)
               .count();
-  auto attempts = res.attempts > 1 ? fmt::format(" after {} attempts", res.attempts) : std::string();
+  auto attempts = http_common::attempts_suffix(res);
   ctx.log(log_level::info, fmt::format("HTTP {} in {} ms{}", res.status, ms, attempts));
-  if (!status_expected(res.status, ctx.param("expected_status"))) {
-    json::object data{{"http_code", res.status},
-                      {"headers", headers_value(res.headers)},
-                      {"body", body_value(res)}};
+  if (!status_expected(res.status, ctx.param("expected_status")))
     return step_outcome::failure(
-      fmt::format("{} {} returned HTTP {}{}", method, url, res.status, attempts), std::move(data));
-  }
+      fmt::format("{} {} returned HTTP {}{}", method, url, res.status, attempts),
+      http_common::failure_data(res));
   if (res.body.empty()) {
     if (auto* location = find_header(res.headers, "Location"))
       return step_outcome::success(json::object{{"location", *location}});
   }
-  return step_outcome::success(body_value(res));
+  return step_outcome::success(http_common::body_json(res));
 }
 
 class query_rest_step final : public step_type {
@@ -148,8 +85,8 @@ public:
     info_.syncpack = "base_steps";
     auto add = [&](std::string name, std::string type, json::value def, std::string description,
                    bool required = false) {
-      info_.params.push_back(param_info{std::move(name), std::move(description), required,
-                                        std::move(def), std::move(type)});
+      http_common::add_param(info_.params, std::move(name), std::move(type), std::move(def),
+                             std::move(description), required);
     };
     add("prefix_url", "string", nullptr,
         "Base URL of the service, e.g. \"https://sl1.example.com/api\".", true);
@@ -195,10 +132,7 @@ public:
     auto bad = [&](std::string what) {
       return make_error(errc::invalid_definition, fmt::format("QueryREST: {}", what));
     };
-    auto get = [&](std::string_view name) -> const json::value* {
-      auto it = params.find(name);
-      return it == params.end() || it->value().is_null() ? nullptr : &it->value();
-    };
+    auto get = [&](std::string_view name) { return http_common::present(params, name); };
     auto* prefix = get("prefix_url");
     if (!prefix->is_string() || prefix->get_string().empty())
       return bad("parameter \"prefix_url\" must be a non-empty string");
@@ -215,16 +149,9 @@ public:
     for (auto name : {"timeout", "connect_timeout"})
       if (auto* t = get(name); t && !t->is_number() && !t->is_string())
         return bad(fmt::format("parameter \"{}\" must be a number of seconds", name));
-    if (auto* r = get("retries")) {
-      double n = -1;
-      if (r->is_number())
-        n = r->to_number<double>();
-      else if (r->is_string())
-        n = parse_count(r->get_string());
-      if (!(n >= 0 && n <= max_retries && n == std::floor(n)))
-        return bad(fmt::format("parameter \"retries\" must be a whole number from 0 to {}",
-                               max_retries));
-    }
+    if (auto err = http_common::check_number(params, "QueryREST", "retries", 0,
+                                             http_common::max_retries, true))
+      return err;
     if (auto* k = get("idempotency_key"); k && !k->is_string() && !k->is_number())
       return bad("parameter \"idempotency_key\" must be a string");
     return {};
@@ -243,7 +170,7 @@ public:
       auto prefix = ctx->param_string("prefix_url");
       if (prefix.empty())
         return done(step_outcome::failure("QueryREST: parameter \"prefix_url\" is missing"));
-      url = join_url(prefix, ctx->param_string("relative_url"));
+      url = http_common::join_url(prefix, ctx->param_string("relative_url"));
       method = ctx->param_string("method", "GET");
       for (auto& c : method)
         c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -267,21 +194,14 @@ public:
         }
       }
 
-      req.user = ctx->param_string("user");
-      if (req.user.empty())
-        req.user = ctx->param_string("username");
-      if (!req.user.empty())
-        req.password = ctx->param_string("password");
+      std::tie(req.user, req.password) = http_common::basic_credentials(*ctx);
       req.bearer_token = ctx->param_string("bearer_token");
       // Either spelling set to false turns verification off.
       req.verify_tls = ctx->param_bool("verify_ssl", true) && ctx->param_bool("verify", true);
       req.proxy = ctx->param_string("proxy");
       req.timeout = seconds_param(*ctx, "timeout", default_timeout_s);
       req.connect_timeout = seconds_param(*ctx, "connect_timeout", default_connect_timeout_s);
-      auto retries = ctx->param_number("retries", 0);
-      if (!std::isfinite(retries) || retries < 0)
-        retries = 0;
-      req.retry.max_attempts = 1 + static_cast<int>(std::min<double>(retries, max_retries));
+      req.retry.max_attempts = 1 + http_common::retries_param(*ctx, 0);
       req.idempotency_key = ctx->param_string("idempotency_key");
       ctx->log(log_level::debug, fmt::format("{} {}", method, url));
     } catch (const std::exception& e) {
