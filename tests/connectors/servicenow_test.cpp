@@ -3,21 +3,11 @@
 // server where a request's exact shape or an unusual answer matters.
 #include <algorithm>
 #include <atomic>
-#include <chrono>
-#include <csignal>
-#include <cstdlib>
-#include <filesystem>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
-
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <doctest/doctest.h>
 
@@ -26,108 +16,22 @@
 #include "stepflow/runtime/json.hpp"
 #include "stepflow/runtime/step.hpp"
 #include "support/http_test_server.hpp"
-#include "support/temp_dir.hpp"
+#include "support/sim_process.hpp"
+#include "support/step_fixture.hpp"
 
 using namespace stepflow;
+using stepflow::test::fetch;
 using stepflow::test::http_test_server;
-using stepflow::test::temp_dir;
+using stepflow::test::logged;
+using stepflow::test::sim_call;
+using stepflow::test::sim_process;
+using stepflow::test::sim_stat;
 using stepflow::test::test_request;
 using stepflow::test::test_response;
 
 namespace {
 
-constexpr auto safety_bound = std::chrono::seconds(60);
-
-/// build/stepflow-sim: beside $STEPFLOW_BINARY, else beside this test's
-/// parent directory (build/tests/<test> -> build/stepflow-sim).
-std::filesystem::path simulator_path() {
-  if (const char* b = std::getenv("STEPFLOW_BINARY"); b && *b)
-    return std::filesystem::path(b).parent_path() / "stepflow-sim";
-  return std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path() / "stepflow-sim";
-}
-
-/// A simulator process on a random port, stopped (SIGTERM, then SIGKILL) on
-/// scope exit.
-struct simulator {
-  temp_dir dir;
-  pid_t pid = -1;
-  std::string url;
-
-  simulator(const std::string& kind, std::vector<std::string> args) {
-    auto exe = simulator_path();
-    REQUIRE_MESSAGE(std::filesystem::exists(exe),
-                    exe.string() << " does not exist: build the stepflow-sim target");
-    auto port_file = dir.file("port");
-    std::vector<std::string> argv_s{exe.string(), kind, "--port", "0", "--port-file", port_file};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid = fork();
-    if (pid == 0) {
-      int devnull = open("/dev/null", O_WRONLY);
-      dup2(devnull, 1);
-      dup2(devnull, 2);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    REQUIRE(pid > 0);
-    for (int i = 0; i < 300 && !std::filesystem::exists(port_file); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    auto port = stepflow::test::read_text(port_file);
-    REQUIRE_MESSAGE(!port.empty(), exe.string() << " did not start within 30 s");
-    url = "http://127.0.0.1:" + port.substr(0, port.find('\n'));
-  }
-  ~simulator() {
-    if (pid <= 0)
-      return;
-    kill(pid, SIGTERM);
-    int status = 0;
-    for (int i = 0; i < 100; ++i) {
-      if (waitpid(pid, &status, WNOHANG) == pid)
-        return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-  }
-  simulator(const simulator&) = delete;
-  simulator& operator=(const simulator&) = delete;
-};
-
-caf::expected<http_response> fetch(http_client& client, http_request req) {
-  auto promise = std::make_shared<std::promise<caf::expected<http_response>>>();
-  auto future = promise->get_future();
-  client.submit(std::move(req), [promise](caf::expected<http_response> r) { promise->set_value(std::move(r)); });
-  REQUIRE(future.wait_for(safety_bound) == std::future_status::ready);
-  return future.get();
-}
-
-/// GET or POST on the simulator itself (stats, failure injection).
-json::value sim_call(http_client& client, const simulator& sim, const std::string& path,
-                     const std::string& body = {}) {
-  http_request req;
-  req.url = sim.url + path;
-  if (!body.empty()) {
-    req.method = "POST";
-    req.body = body;
-  }
-  auto res = fetch(client, req);
-  REQUIRE(res);
-  auto v = parse_json(res->body, path);
-  REQUIRE(v);
-  return *v;
-}
-
-int64_t sim_stat(http_client& client, const simulator& sim, const char* name) {
-  auto s = sim_call(client, sim, "/_stats");
-  return s.at(name).to_number<int64_t>();
-}
-
-struct fixture {
-  http_client client;
-  step_registry registry;
+struct fixture : test::step_fixture {
   explicit fixture(connectors::servicenow_connector_options o = fast()) {
     REQUIRE_FALSE(connectors::add_servicenow_steps(registry, o));
   }
@@ -136,53 +40,7 @@ struct fixture {
     o.retry_base_delay_ms = 5; // keep retried tests quick
     return o;
   }
-  const step_type& step(const char* name) {
-    auto* s = registry.find(name);
-    REQUIRE_MESSAGE(s, name << " is not registered");
-    return *s;
-  }
-  std::shared_ptr<step_context> context(const char* type, json::object params,
-                                        std::string step_name = "step") {
-    auto ctx = std::make_shared<step_context>();
-    ctx->run_id = "run-1";
-    ctx->application = "app";
-    ctx->step_name = std::move(step_name);
-    ctx->step_type = type;
-    ctx->params = std::move(params);
-    ctx->log_level = 10;
-    ctx->services.http = &client;
-    return ctx;
-  }
-  /// Checks and runs step `type`; the outcome after exactly one done().
-  step_outcome run(const char* type, json::object params, std::shared_ptr<step_context>* keep = nullptr,
-                   std::string step_name = "step") {
-    const auto& s = step(type);
-    auto err = s.check(params);
-    REQUIRE_MESSAGE(!err, message_of(err));
-    auto ctx = context(type, std::move(params), std::move(step_name));
-    if (keep)
-      *keep = ctx;
-    auto promise = std::make_shared<std::promise<step_outcome>>();
-    auto future = promise->get_future();
-    auto calls = std::make_shared<std::atomic<int>>(0);
-    s.run(ctx, [promise, calls](step_outcome out) {
-      if (++*calls == 1)
-        promise->set_value(std::move(out));
-    });
-    REQUIRE(future.wait_for(safety_bound) == std::future_status::ready);
-    auto out = future.get();
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    CHECK(calls->load() == 1);
-    return out;
-  }
 };
-
-bool logged(const std::shared_ptr<step_context>& ctx, const std::string& needle) {
-  bool found = false;
-  for (auto& line : ctx->take_logs())
-    found = found || line.message.find(needle) != std::string::npos;
-  return found;
-}
 
 json::object& obj(json::value& v) {
   REQUIRE(v.is_object());
@@ -268,10 +126,10 @@ TEST_CASE("the ServiceNow connector registers its steps") {
 }
 
 TEST_CASE("create, read, update (PATCH and PUT) a record; the result is unwrapped") {
-  simulator sim{"snow", {}};
+  sim_process sim{"snow", {}};
   fixture f;
   auto out = f.run("ServiceNowCreateRecord",
-                   {{"snow_url", sim.url + "/"}, {"table", "incident"},
+                   {{"snow_url", sim.url() + "/"}, {"table", "incident"},
                     {"data", json::object{{"short_description", "Disk full"}, {"urgency", "2"}}}});
   REQUIRE_MESSAGE(out.ok, out.error);
   auto& created = obj(out.data);
@@ -280,18 +138,18 @@ TEST_CASE("create, read, update (PATCH and PUT) a record; the result is unwrappe
   std::string sys_id(created["sys_id"].as_string());
   REQUIRE(sys_id.size() == 32);
 
-  out = f.run("ServiceNowGetRecord", {{"snow_url", sim.url}, {"table", "incident"}, {"sys_id", sys_id},
+  out = f.run("ServiceNowGetRecord", {{"snow_url", sim.url()}, {"table", "incident"}, {"sys_id", sys_id},
                                       {"sysparm_fields", "number,urgency"}});
   REQUIRE_MESSAGE(out.ok, out.error);
   CHECK(out.data == parse_json(R"({"number":"INC0010001","urgency":"2"})", "want").value());
 
-  out = f.run("ServiceNowUpdateRecord", {{"snow_url", sim.url}, {"table", "incident"}, {"sys_id", sys_id},
+  out = f.run("ServiceNowUpdateRecord", {{"snow_url", sim.url()}, {"table", "incident"}, {"sys_id", sys_id},
                                          {"data", json::object{{"state", "6"}}}});
   REQUIRE_MESSAGE(out.ok, out.error);
   CHECK(obj(out.data)["state"] == "6");
   CHECK(obj(out.data)["short_description"] == "Disk full");
 
-  out = f.run("ServiceNowUpdateRecord", {{"snow_url", sim.url}, {"table", "incident"}, {"sys_id", sys_id},
+  out = f.run("ServiceNowUpdateRecord", {{"snow_url", sim.url()}, {"table", "incident"}, {"sys_id", sys_id},
                                          {"method", "put"}, {"data", R"({"urgency": "1"})"}});
   REQUIRE_MESSAGE(out.ok, out.error);
   CHECK(obj(out.data)["urgency"] == "1");
@@ -300,9 +158,9 @@ TEST_CASE("create, read, update (PATCH and PUT) a record; the result is unwrappe
 }
 
 TEST_CASE("a missing record fails with 404 and the HTTP data") {
-  simulator sim{"snow", {}};
+  sim_process sim{"snow", {}};
   fixture f;
-  auto out = f.run("ServiceNowGetRecord", {{"snow_url", sim.url}, {"table", "incident"}, {"sys_id", "nope"}});
+  auto out = f.run("ServiceNowGetRecord", {{"snow_url", sim.url()}, {"table", "incident"}, {"sys_id", "nope"}});
   REQUIRE_FALSE(out.ok);
   CHECK(out.error == "GET /api/now/table/incident/nope returned HTTP 404");
   auto& d = obj(out.data);
@@ -312,12 +170,12 @@ TEST_CASE("a missing record fails with 404 and the HTTP data") {
 }
 
 TEST_CASE("ServiceNowQueryRecords pages through Link headers up to max_records") {
-  simulator sim{"snow", {}};
+  sim_process sim{"snow", {}};
   fixture f;
   for (int i = 1; i <= 25; ++i) {
     http_request req;
     req.method = "POST";
-    req.url = sim.url + "/api/now/table/incident";
+    req.url = sim.url() + "/api/now/table/incident";
     req.body = to_json(json::object{{"short_description", "n" + std::to_string(i)},
                                     {"category", i % 5 == 0 ? "network" : "software"}});
     auto res = fetch(f.client, req);
@@ -325,7 +183,7 @@ TEST_CASE("ServiceNowQueryRecords pages through Link headers up to max_records")
     REQUIRE(res->status == 201);
   }
   std::shared_ptr<step_context> ctx;
-  auto out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url}, {"table", "incident"},
+  auto out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url()}, {"table", "incident"},
                                               {"sysparm_limit", 10}, {"sysparm_fields", "number"}},
                    &ctx);
   REQUIRE_MESSAGE(out.ok, out.error);
@@ -338,20 +196,20 @@ TEST_CASE("ServiceNowQueryRecords pages through Link headers up to max_records")
   CHECK(out.data.as_array()[0].as_object().size() == 1); // sysparm_fields kept on every page
   CHECK(logged(ctx, "25 records in 3 pages"));
 
-  out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url}, {"table", "incident"},
+  out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url()}, {"table", "incident"},
                                          {"sysparm_query", "category=network"}, {"sysparm_limit", 2}});
   REQUIRE_MESSAGE(out.ok, out.error);
   CHECK(numbers(out.data) == std::vector<std::string>{"INC0010005", "INC0010010", "INC0010015",
                                                       "INC0010020", "INC0010025"});
 
-  out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url}, {"table", "incident"},
+  out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url()}, {"table", "incident"},
                                          {"sysparm_limit", 5}, {"max_records", 12}, {"sysparm_offset", 3}});
   REQUIRE(out.ok);
   auto some = numbers(out.data);
   REQUIRE(some.size() == 12);
   CHECK(some.front() == "INC0010004");
 
-  out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url}, {"table", "problem"}});
+  out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url()}, {"table", "problem"}});
   REQUIRE(out.ok);
   CHECK(out.data.as_array().empty());
 }
@@ -445,11 +303,11 @@ TEST_CASE("POST and PATCH carry an idempotency key and are replayed after a 503"
 }
 
 TEST_CASE("injected 5xx answers from the simulator are retried; retries 0 turns that off") {
-  simulator sim{"snow", {}};
+  sim_process sim{"snow", {}};
   fixture f;
   sim_call(f.client, sim, "/_fail", R"({"status": 503, "count": 2})");
   std::shared_ptr<step_context> ctx;
-  auto out = f.run("ServiceNowCreateRecord", {{"snow_url", sim.url}, {"table", "incident"},
+  auto out = f.run("ServiceNowCreateRecord", {{"snow_url", sim.url()}, {"table", "incident"},
                                               {"data", json::object{{"short_description", "x"}}}},
                    &ctx);
   REQUIRE_MESSAGE(out.ok, out.error);
@@ -458,17 +316,17 @@ TEST_CASE("injected 5xx answers from the simulator are retried; retries 0 turns 
   CHECK(logged(ctx, " after 3 attempts"));
 
   sim_call(f.client, sim, "/_fail", R"({"status": 504, "count": 1})");
-  out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url}, {"table", "incident"}, {"retries", 0}});
+  out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url()}, {"table", "incident"}, {"retries", 0}});
   REQUIRE_FALSE(out.ok);
   CHECK(out.error == "GET /api/now/table/incident returned HTTP 504");
   CHECK(obj(out.data)["http_code"] == json::value(504));
 }
 
 TEST_CASE("basic auth: a wrong password is a 401, not retried, never shown") {
-  simulator sim{"snow", {"--auth", "admin:Corr3ct-horse"}};
+  sim_process sim{"snow", {"--auth", "admin:Corr3ct-horse"}};
   fixture f;
   std::shared_ptr<step_context> ctx;
-  auto out = f.run("ServiceNowGetRecord", {{"snow_url", sim.url}, {"table", "sys_user"}, {"sys_id", "x"},
+  auto out = f.run("ServiceNowGetRecord", {{"snow_url", sim.url()}, {"table", "sys_user"}, {"sys_id", "x"},
                                            {"user", "admin"}, {"password", "hunter2-wrong"}},
                    &ctx);
   REQUIRE_FALSE(out.ok);
@@ -479,7 +337,7 @@ TEST_CASE("basic auth: a wrong password is a 401, not retried, never shown") {
   for (auto& line : ctx->take_logs())
     CHECK(line.message.find("hunter2") == std::string::npos);
 
-  out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url}, {"table", "sys_user"},
+  out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url()}, {"table", "sys_user"},
                                          {"username", "admin"}, {"password", "Corr3ct-horse"}});
   REQUIRE_MESSAGE(out.ok, out.error);
   REQUIRE(out.data.as_array().size() == 1);
@@ -487,14 +345,14 @@ TEST_CASE("basic auth: a wrong password is a 401, not retried, never shown") {
 }
 
 TEST_CASE("OAuth: a bearer token, or client credentials exchanged once and cached") {
-  simulator sim{"snow", {"--auth", "admin:pw", "--oauth-client", "cid:csecret", "--oauth-refresh", "rtok-1"}};
+  sim_process sim{"snow", {"--auth", "admin:pw", "--oauth-client", "cid:csecret", "--oauth-refresh", "rtok-1"}};
   fixture f;
-  auto out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url}, {"table", "sys_user"},
+  auto out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url()}, {"table", "sys_user"},
                                               {"oauth_token", "not-issued"}});
   REQUIRE_FALSE(out.ok);
   CHECK(out.error == "GET /api/now/table/sys_user returned HTTP 401");
 
-  json::object oauth{{"snow_url", sim.url}, {"table", "sys_user"}, {"client_id", "cid"},
+  json::object oauth{{"snow_url", sim.url()}, {"table", "sys_user"}, {"client_id", "cid"},
                      {"client_secret", "csecret"}, {"refresh_token", "rtok-1"}};
   auto before = sim_stat(f.client, sim, "requests");
   out = f.run("ServiceNowQueryRecords", oauth);
@@ -507,11 +365,11 @@ TEST_CASE("OAuth: a bearer token, or client credentials exchanged once and cache
   CHECK(sim_stat(f.client, sim, "requests") - before == 1);
 
   // The password grant, and a refused grant that names the token endpoint only.
-  out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url}, {"table", "sys_user"}, {"client_id", "cid"},
+  out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url()}, {"table", "sys_user"}, {"client_id", "cid"},
                                          {"client_secret", "csecret"}, {"user", "admin"}, {"password", "pw"}});
   REQUIRE_MESSAGE(out.ok, out.error);
   std::shared_ptr<step_context> ctx;
-  out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url}, {"table", "sys_user"}, {"client_id", "cid"},
+  out = f.run("ServiceNowQueryRecords", {{"snow_url", sim.url()}, {"table", "sys_user"}, {"client_id", "cid"},
                                          {"client_secret", "s3cr3t-wrong"}, {"refresh_token", "rtok-1"}},
               &ctx);
   REQUIRE_FALSE(out.ok);

@@ -2,21 +2,11 @@
 // its own process) through a real http_client, plus a local test server where
 // a request's exact shape matters.
 #include <atomic>
-#include <chrono>
-#include <csignal>
-#include <cstdlib>
-#include <filesystem>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
-
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <doctest/doctest.h>
 
@@ -25,108 +15,22 @@
 #include "stepflow/runtime/json.hpp"
 #include "stepflow/runtime/step.hpp"
 #include "support/http_test_server.hpp"
-#include "support/temp_dir.hpp"
+#include "support/sim_process.hpp"
+#include "support/step_fixture.hpp"
 
 using namespace stepflow;
+using stepflow::test::fetch;
 using stepflow::test::http_test_server;
-using stepflow::test::temp_dir;
+using stepflow::test::logged;
+using stepflow::test::sim_call;
+using stepflow::test::sim_process;
+using stepflow::test::sim_stat;
 using stepflow::test::test_request;
 using stepflow::test::test_response;
 
 namespace {
 
-constexpr auto safety_bound = std::chrono::seconds(60);
-
-/// build/stepflow-sim: beside $STEPFLOW_BINARY, else beside this test's
-/// parent directory (build/tests/<test> -> build/stepflow-sim).
-std::filesystem::path simulator_path() {
-  if (const char* b = std::getenv("STEPFLOW_BINARY"); b && *b)
-    return std::filesystem::path(b).parent_path() / "stepflow-sim";
-  return std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path() / "stepflow-sim";
-}
-
-/// A simulator process on a random port, stopped (SIGTERM, then SIGKILL) on
-/// scope exit.
-struct simulator {
-  temp_dir dir;
-  pid_t pid = -1;
-  std::string url;
-
-  simulator(const std::string& kind, std::vector<std::string> args) {
-    auto exe = simulator_path();
-    REQUIRE_MESSAGE(std::filesystem::exists(exe),
-                    exe.string() << " does not exist: build the stepflow-sim target");
-    auto port_file = dir.file("port");
-    std::vector<std::string> argv_s{exe.string(), kind, "--port", "0", "--port-file", port_file};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid = fork();
-    if (pid == 0) {
-      int devnull = open("/dev/null", O_WRONLY);
-      dup2(devnull, 1);
-      dup2(devnull, 2);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    REQUIRE(pid > 0);
-    for (int i = 0; i < 300 && !std::filesystem::exists(port_file); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    auto port = stepflow::test::read_text(port_file);
-    REQUIRE_MESSAGE(!port.empty(), exe.string() << " did not start within 30 s");
-    url = "http://127.0.0.1:" + port.substr(0, port.find('\n'));
-  }
-  ~simulator() {
-    if (pid <= 0)
-      return;
-    kill(pid, SIGTERM);
-    int status = 0;
-    for (int i = 0; i < 100; ++i) {
-      if (waitpid(pid, &status, WNOHANG) == pid)
-        return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-  }
-  simulator(const simulator&) = delete;
-  simulator& operator=(const simulator&) = delete;
-};
-
-caf::expected<http_response> fetch(http_client& client, http_request req) {
-  auto promise = std::make_shared<std::promise<caf::expected<http_response>>>();
-  auto future = promise->get_future();
-  client.submit(std::move(req), [promise](caf::expected<http_response> r) { promise->set_value(std::move(r)); });
-  REQUIRE(future.wait_for(safety_bound) == std::future_status::ready);
-  return future.get();
-}
-
-/// GET or POST on the simulator itself (stats, failure injection).
-json::value sim_call(http_client& client, const simulator& sim, const std::string& path,
-                     const std::string& body = {}) {
-  http_request req;
-  req.url = sim.url + path;
-  if (!body.empty()) {
-    req.method = "POST";
-    req.body = body;
-  }
-  auto res = fetch(client, req);
-  REQUIRE(res);
-  auto v = parse_json(res->body, path);
-  REQUIRE(v);
-  return *v;
-}
-
-int64_t sim_stat(http_client& client, const simulator& sim, const char* name) {
-  auto s = sim_call(client, sim, "/_stats");
-  return s.at(name).to_number<int64_t>();
-}
-
-struct fixture {
-  http_client client;
-  step_registry registry;
+struct fixture : test::step_fixture {
   explicit fixture(connectors::sl1_connector_options o = fast()) {
     REQUIRE_FALSE(connectors::add_sl1_steps(registry, o));
   }
@@ -135,53 +39,7 @@ struct fixture {
     o.retry_base_delay_ms = 5; // keep retried tests quick
     return o;
   }
-  const step_type& step(const char* name) {
-    auto* s = registry.find(name);
-    REQUIRE_MESSAGE(s, name << " is not registered");
-    return *s;
-  }
-  std::shared_ptr<step_context> context(const char* type, json::object params,
-                                        std::string step_name = "step") {
-    auto ctx = std::make_shared<step_context>();
-    ctx->run_id = "run-1";
-    ctx->application = "app";
-    ctx->step_name = std::move(step_name);
-    ctx->step_type = type;
-    ctx->params = std::move(params);
-    ctx->log_level = 10;
-    ctx->services.http = &client;
-    return ctx;
-  }
-  /// Checks and runs step `type`; the outcome after exactly one done().
-  step_outcome run(const char* type, json::object params, std::shared_ptr<step_context>* keep = nullptr,
-                   std::string step_name = "step") {
-    const auto& s = step(type);
-    auto err = s.check(params);
-    REQUIRE_MESSAGE(!err, message_of(err));
-    auto ctx = context(type, std::move(params), std::move(step_name));
-    if (keep)
-      *keep = ctx;
-    auto promise = std::make_shared<std::promise<step_outcome>>();
-    auto future = promise->get_future();
-    auto calls = std::make_shared<std::atomic<int>>(0);
-    s.run(ctx, [promise, calls](step_outcome out) {
-      if (++*calls == 1)
-        promise->set_value(std::move(out));
-    });
-    REQUIRE(future.wait_for(safety_bound) == std::future_status::ready);
-    auto out = future.get();
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    CHECK(calls->load() == 1);
-    return out;
-  }
 };
-
-bool logged(const std::shared_ptr<step_context>& ctx, const std::string& needle) {
-  bool found = false;
-  for (auto& line : ctx->take_logs())
-    found = found || line.message.find(needle) != std::string::npos;
-  return found;
-}
 
 json::object& obj(json::value& v) {
   REQUIRE(v.is_object());
@@ -231,10 +89,10 @@ TEST_CASE("the SL1 connector's options are validated once, naming the field") {
 }
 
 TEST_CASE("SL1GetDevices follows limit/offset paging up to max_items") {
-  simulator sim{"sl1", {"--devices", "250"}};
+  sim_process sim{"sl1", {"--devices", "250"}};
   fixture f;
   std::shared_ptr<step_context> ctx;
-  auto out = f.run("SL1GetDevices", {{"sl1_url", sim.url + "/api/"}, {"limit", 100}}, &ctx);
+  auto out = f.run("SL1GetDevices", {{"sl1_url", sim.url() + "/api/"}, {"limit", 100}}, &ctx);
   REQUIRE_MESSAGE(out.ok, out.error);
   auto& o = obj(out.data);
   CHECK(o["total_matched"] == json::value(250));
@@ -249,13 +107,13 @@ TEST_CASE("SL1GetDevices follows limit/offset paging up to max_items") {
   CHECK(rs[249].at("description") == "device-250");
   CHECK(logged(ctx, "GET /api/device: 250 results in 3 pages"));
 
-  out = f.run("SL1GetDevices", {{"sl1_url", sim.url}, {"limit", 100}, {"max_items", 120}}, &ctx);
+  out = f.run("SL1GetDevices", {{"sl1_url", sim.url()}, {"limit", 100}, {"max_items", 120}}, &ctx);
   REQUIRE(out.ok);
   CHECK(obj(out.data)["result_set"].as_array().size() == 120);
   CHECK(obj(out.data)["total_returned"] == json::value(120));
   CHECK(logged(ctx, "stopped at max_items 120"));
 
-  out = f.run("SL1GetDevices", {{"sl1_url", sim.url}, {"offset", 240}});
+  out = f.run("SL1GetDevices", {{"sl1_url", sim.url()}, {"offset", 240}});
   REQUIRE(out.ok);
   auto& tail = obj(out.data)["result_set"].as_array();
   REQUIRE(tail.size() == 10);
@@ -263,9 +121,9 @@ TEST_CASE("SL1GetDevices follows limit/offset paging up to max_items") {
 }
 
 TEST_CASE("SL1GetDevices sends filters and extended_fetch") {
-  simulator sim{"sl1", {"--devices", "250"}};
+  sim_process sim{"sl1", {"--devices", "250"}};
   fixture f;
-  auto out = f.run("SL1GetDevices", {{"sl1_url", sim.url},
+  auto out = f.run("SL1GetDevices", {{"sl1_url", sim.url()},
                                      {"filters", json::object{{"name.begins_with", "device-1"}}},
                                      {"limit", 40}});
   REQUIRE_MESSAGE(out.ok, out.error);
@@ -273,7 +131,7 @@ TEST_CASE("SL1GetDevices sends filters and extended_fetch") {
   CHECK(obj(out.data)["result_set"].as_array().size() == 111);
   CHECK(obj(out.data)["total_matched"] == json::value(111));
 
-  out = f.run("SL1GetDevices", {{"host", sim.url.substr(7)}, {"protocol", "http"},
+  out = f.run("SL1GetDevices", {{"host", sim.url().substr(7)}, {"protocol", "http"},
                                 {"filters", json::object{{"filter.0.name.eq", "device-15"}}},
                                 {"extended_fetch", true}});
   REQUIRE_MESSAGE(out.ok, out.error);
@@ -284,16 +142,16 @@ TEST_CASE("SL1GetDevices sends filters and extended_fetch") {
 }
 
 TEST_CASE("SL1GetDevice reads a device by id or URI; a missing one fails with the HTTP data") {
-  simulator sim{"sl1", {}};
+  sim_process sim{"sl1", {}};
   fixture f;
-  auto out = f.run("SL1GetDevice", {{"sl1_url", sim.url}, {"device_id", 7}});
+  auto out = f.run("SL1GetDevice", {{"sl1_url", sim.url()}, {"device_id", 7}});
   REQUIRE_MESSAGE(out.ok, out.error);
   CHECK(obj(out.data)["name"] == "device-7");
-  out = f.run("SL1GetDevice", {{"sl1_url", sim.url}, {"device_id", "/api/device/8"}});
+  out = f.run("SL1GetDevice", {{"sl1_url", sim.url()}, {"device_id", "/api/device/8"}});
   REQUIRE(out.ok);
   CHECK(obj(out.data)["name"] == "device-8");
 
-  out = f.run("SL1GetDevice", {{"sl1_url", sim.url}, {"device_id", "9999"}});
+  out = f.run("SL1GetDevice", {{"sl1_url", sim.url()}, {"device_id", "9999"}});
   REQUIRE_FALSE(out.ok);
   CHECK(out.error == "GET /api/device/9999 returned HTTP 404");
   auto& d = obj(out.data);
@@ -303,9 +161,9 @@ TEST_CASE("SL1GetDevice reads a device by id or URI; a missing one fails with th
 }
 
 TEST_CASE("SL1GetOrganizations lists organizations") {
-  simulator sim{"sl1", {}};
+  sim_process sim{"sl1", {}};
   fixture f;
-  auto out = f.run("SL1GetOrganizations", {{"sl1_url", sim.url}, {"limit", 2}});
+  auto out = f.run("SL1GetOrganizations", {{"sl1_url", sim.url()}, {"limit", 2}});
   REQUIRE_MESSAGE(out.ok, out.error);
   auto& rs = obj(out.data)["result_set"].as_array();
   REQUIRE(rs.size() == 3);
@@ -313,29 +171,29 @@ TEST_CASE("SL1GetOrganizations lists organizations") {
 }
 
 TEST_CASE("events: list, read, and write the external ticket reference") {
-  simulator sim{"sl1", {"--events", "30"}};
+  sim_process sim{"sl1", {"--events", "30"}};
   fixture f;
-  auto out = f.run("SL1GetEvents", {{"sl1_url", sim.url}, {"limit", 7}});
+  auto out = f.run("SL1GetEvents", {{"sl1_url", sim.url()}, {"limit", 7}});
   REQUIRE_MESSAGE(out.ok, out.error);
   CHECK(obj(out.data)["result_set"].as_array().size() == 30);
 
-  out = f.run("SL1GetEvent", {{"sl1_url", sim.url}, {"event_id", 5}});
+  out = f.run("SL1GetEvent", {{"sl1_url", sim.url()}, {"event_id", 5}});
   REQUIRE_MESSAGE(out.ok, out.error);
   CHECK(obj(out.data)["message"] == "Event 5 on device-5");
   CHECK(obj(out.data)["ext_ticket_ref"] == "");
 
-  out = f.run("SL1UpdateEventTicket", {{"sl1_url", sim.url}, {"event_id", "/api/event/5"},
+  out = f.run("SL1UpdateEventTicket", {{"sl1_url", sim.url()}, {"event_id", "/api/event/5"},
                                        {"ticket", "INC0010001"}});
   REQUIRE_MESSAGE(out.ok, out.error);
   CHECK(obj(out.data)["ext_ticket_ref"] == "INC0010001");
   CHECK(sim_stat(f.client, sim, "tickets_written") == 1);
 
-  out = f.run("SL1GetEvent", {{"sl1_url", sim.url}, {"event_id", "5"}});
+  out = f.run("SL1GetEvent", {{"sl1_url", sim.url()}, {"event_id", "5"}});
   REQUIRE(out.ok);
   CHECK(obj(out.data)["ext_ticket_ref"] == "INC0010001");
   CHECK(obj(out.data)["message"] == "Event 5 on device-5");
 
-  out = f.run("SL1GetEvent", {{"sl1_url", sim.url}, {"event_id", 31}});
+  out = f.run("SL1GetEvent", {{"sl1_url", sim.url()}, {"event_id", 31}});
   REQUIRE_FALSE(out.ok);
   CHECK(out.error == "GET /api/event/31 returned HTTP 404");
 }
@@ -368,15 +226,15 @@ TEST_CASE("SL1UpdateEventTicket POSTs {ext_ticket_ref} with an idempotency key f
 }
 
 TEST_CASE("alerts: post one aligned to a device, then list and read it") {
-  simulator sim{"sl1", {}};
+  sim_process sim{"sl1", {}};
   fixture f;
-  auto out = f.run("SL1PostAlert", {{"sl1_url", sim.url}, {"message", "CPU at 99%"}, {"device_id", 3},
+  auto out = f.run("SL1PostAlert", {{"sl1_url", sim.url()}, {"message", "CPU at 99%"}, {"device_id", 3},
                                     {"value", "99"}});
   REQUIRE_MESSAGE(out.ok, out.error);
   CHECK(obj(out.data)["location"] == "/api/alert/1");
   CHECK(obj(out.data)["status"] == "created");
 
-  out = f.run("SL1GetAlerts", {{"sl1_url", sim.url}});
+  out = f.run("SL1GetAlerts", {{"sl1_url", sim.url()}});
   REQUIRE_MESSAGE(out.ok, out.error);
   auto& rs = obj(out.data)["result_set"].as_array();
   REQUIRE(rs.size() == 1);
@@ -390,12 +248,12 @@ TEST_CASE("alerts: post one aligned to a device, then list and read it") {
 }
 
 TEST_CASE("SL1GraphQL follows cursor pagination over a connection") {
-  simulator sim{"sl1", {"--devices", "100"}};
+  sim_process sim{"sl1", {"--devices", "100"}};
   fixture f;
   const char* query = "query Devices($first: Int, $after: String) { devices(first: $first, after: $after) "
                       "{ edges { cursor node { id name } } pageInfo { hasNextPage matchCount } } }";
   std::shared_ptr<step_context> ctx;
-  auto out = f.run("SL1GraphQL", {{"sl1_url", sim.url}, {"query", query}, {"connection", "devices"},
+  auto out = f.run("SL1GraphQL", {{"sl1_url", sim.url()}, {"query", query}, {"connection", "devices"},
                                   {"page_size", 40}, {"operation_name", "Devices"}},
                    &ctx);
   REQUIRE_MESSAGE(out.ok, out.error);
@@ -412,14 +270,14 @@ TEST_CASE("SL1GraphQL follows cursor pagination over a connection") {
   CHECK(nodes[99].at("name") == "device-100");
   CHECK(logged(ctx, "100 nodes of devices in 3 pages"));
 
-  out = f.run("SL1GraphQL", {{"sl1_url", sim.url}, {"query", query}, {"connection", "data.devices"},
+  out = f.run("SL1GraphQL", {{"sl1_url", sim.url()}, {"query", query}, {"connection", "data.devices"},
                              {"page_size", 30}, {"max_items", 50}});
   REQUIRE(out.ok);
   CHECK(obj(out.data)["count"] == json::value(50));
   CHECK(obj(out.data)["has_next_page"] == json::value(true));
 
   // Without a connection: one request, the data member.
-  out = f.run("SL1GraphQL", {{"sl1_url", sim.url}, {"query", query},
+  out = f.run("SL1GraphQL", {{"sl1_url", sim.url()}, {"query", query},
                              {"variables", R"({"first": 3})"}});
   REQUIRE_MESSAGE(out.ok, out.error);
   CHECK(out.data.at("devices").at("edges").as_array().size() == 3);
@@ -447,26 +305,26 @@ TEST_CASE("GraphQL errors without data fail the step; beside data they are warni
 }
 
 TEST_CASE("QueryGQL posts query and variables to prefix_url + relative_url") {
-  simulator sim{"sl1", {"--auth", "em7admin:s3cret"}};
+  sim_process sim{"sl1", {"--auth", "em7admin:s3cret"}};
   fixture f;
-  auto out = f.run("QueryGQL", {{"prefix_url", sim.url}, {"user", "em7admin"}, {"password", "s3cret"},
+  auto out = f.run("QueryGQL", {{"prefix_url", sim.url()}, {"user", "em7admin"}, {"password", "s3cret"},
                                 {"query", "query($n: Int) { devices(first: $n) { edges { node { id } } } }"},
                                 {"variables", json::object{{"n", 4}}}});
   REQUIRE_MESSAGE(out.ok, out.error);
   CHECK(out.data.at("data").at("devices").at("edges").as_array().size() == 4);
 
-  out = f.run("QueryGQL", {{"prefix_url", sim.url}, {"relative_url", "/graphql-nowhere"},
+  out = f.run("QueryGQL", {{"prefix_url", sim.url()}, {"relative_url", "/graphql-nowhere"},
                            {"user", "em7admin"}, {"password", "s3cret"}, {"query", "{ devices }"}});
   REQUIRE_FALSE(out.ok);
-  CHECK(out.error == "POST " + sim.url + "/graphql-nowhere returned HTTP 404");
+  CHECK(out.error == "POST " + sim.url() + "/graphql-nowhere returned HTTP 404");
 }
 
 TEST_CASE("injected 5xx answers are retried until success; retries 0 turns that off") {
-  simulator sim{"sl1", {}};
+  sim_process sim{"sl1", {}};
   fixture f;
   sim_call(f.client, sim, "/_fail", R"({"status": 503, "count": 2})");
   std::shared_ptr<step_context> ctx;
-  auto out = f.run("SL1GetDevice", {{"sl1_url", sim.url}, {"device_id", 2}}, &ctx);
+  auto out = f.run("SL1GetDevice", {{"sl1_url", sim.url()}, {"device_id", 2}}, &ctx);
   REQUIRE_MESSAGE(out.ok, out.error);
   CHECK(obj(out.data)["name"] == "device-2");
   CHECK(sim_stat(f.client, sim, "injected") == 2);
@@ -475,28 +333,28 @@ TEST_CASE("injected 5xx answers are retried until success; retries 0 turns that 
 
   // A POST is replayed too: it carries an idempotency key.
   sim_call(f.client, sim, "/_fail", R"({"status": 502, "count": 1})");
-  out = f.run("SL1PostAlert", {{"sl1_url", sim.url}, {"message", "m"}, {"aligned_resource", "/api/device/1"}});
+  out = f.run("SL1PostAlert", {{"sl1_url", sim.url()}, {"message", "m"}, {"aligned_resource", "/api/device/1"}});
   REQUIRE_MESSAGE(out.ok, out.error);
   CHECK(sim_stat(f.client, sim, "alerts") == 1);
   CHECK(sim_stat(f.client, sim, "injected") == 3);
 
   sim_call(f.client, sim, "/_fail", R"({"status": 503, "count": 1, "retry_after": "0"})");
-  out = f.run("SL1GetDevice", {{"sl1_url", sim.url}, {"device_id", 2}, {"retries", 0}});
+  out = f.run("SL1GetDevice", {{"sl1_url", sim.url()}, {"device_id", 2}, {"retries", 0}});
   REQUIRE_FALSE(out.ok);
   CHECK(out.error == "GET /api/device/2 returned HTTP 503");
 
   sim_call(f.client, sim, "/_fail", R"({"status": 500, "count": 5})");
-  out = f.run("SL1GetDevice", {{"sl1_url", sim.url}, {"device_id", 2}, {"retries", 2}});
+  out = f.run("SL1GetDevice", {{"sl1_url", sim.url()}, {"device_id", 2}, {"retries", 2}});
   REQUIRE_FALSE(out.ok);
   CHECK(out.error == "GET /api/device/2 returned HTTP 500 after 3 attempts");
   CHECK(obj(out.data)["http_code"] == json::value(500));
 }
 
 TEST_CASE("a 401 fails at once and never shows the password") {
-  simulator sim{"sl1", {"--auth", "em7admin:right-pass"}};
+  sim_process sim{"sl1", {"--auth", "em7admin:right-pass"}};
   fixture f;
   std::shared_ptr<step_context> ctx;
-  auto out = f.run("SL1GetDevice", {{"sl1_url", sim.url}, {"device_id", 1}, {"user", "em7admin"},
+  auto out = f.run("SL1GetDevice", {{"sl1_url", sim.url()}, {"device_id", 1}, {"user", "em7admin"},
                                     {"password", "wrong-pass-123"}},
                    &ctx);
   REQUIRE_FALSE(out.ok);
@@ -508,7 +366,7 @@ TEST_CASE("a 401 fails at once and never shows the password") {
   for (auto& line : ctx->take_logs())
     CHECK(line.message.find("wrong-pass-123") == std::string::npos);
 
-  out = f.run("SL1GetDevice", {{"sl1_url", sim.url}, {"device_id", 1}, {"username", "em7admin"},
+  out = f.run("SL1GetDevice", {{"sl1_url", sim.url()}, {"device_id", 1}, {"username", "em7admin"},
                                {"password", "right-pass"}});
   REQUIRE_MESSAGE(out.ok, out.error);
 }

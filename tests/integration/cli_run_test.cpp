@@ -2,14 +2,11 @@
 // server: `stepflow run` with --json, --config, --param, the exit codes and
 // one-sentence errors, `stepflow validate` and `--version`.
 #include <fcntl.h>
-#include <future>
-#include <thread>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -22,6 +19,7 @@
 
 #include "stepflow/runtime/json.hpp"
 #include "support/http_test_server.hpp"
+#include "support/sim_process.hpp"
 #include "stepflow/runtime/http_client.hpp"
 #include "support/temp_dir.hpp"
 
@@ -590,61 +588,17 @@ namespace {
 /// GET `url` with the runtime's HTTP client; the body ("" on failure).
 std::string read_url(const std::string& url) {
   stepflow::http_client client;
-  std::promise<std::string> body;
   stepflow::http_request req;
   req.url = url;
-  client.submit(req, [&body](caf::expected<stepflow::http_response> r) {
-    body.set_value(r ? r->body : std::string{});
-  });
-  auto f = body.get_future();
-  REQUIRE(f.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
-  return f.get();
+  auto r = stepflow::test::fetch(client, req);
+  return r ? r->body : std::string{};
 }
-
-/// A simulator process (build/stepflow-sim) on a random port, stopped with
-/// SIGTERM (then SIGKILL) when the object goes away.
-struct simulator {
-  pid_t pid = -1;
-  std::string url;
-  simulator(const temp_dir& dir, const std::string& kind) {
-    auto exe = std::filesystem::path(stepflow::test::stepflow_binary()).parent_path() / "stepflow-sim";
-    auto port_file = dir.file(kind + ".port");
-    pid = fork();
-    if (pid == 0) {
-      int devnull = open("/dev/null", O_WRONLY);
-      dup2(devnull, 1);
-      dup2(devnull, 2);
-      execl(exe.c_str(), exe.c_str(), kind.c_str(), "--port", "0", "--port-file", port_file.c_str(),
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    REQUIRE(pid > 0);
-    for (int i = 0; i < 300 && !std::filesystem::exists(port_file); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    auto port = slurp(port_file);
-    REQUIRE_MESSAGE(!port.empty(), exe.string() << " did not start");
-    url = "http://127.0.0.1:" + port.substr(0, port.find('\n'));
-  }
-  ~simulator() {
-    if (pid > 0) {
-      kill(pid, SIGTERM);
-      int status = 0;
-      for (int i = 0; i < 100; ++i) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-          return;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-    }
-  }
-};
 } // namespace
 
 TEST_CASE("an SL1 event syncs to a ServiceNow incident and back through the simulators") {
   temp_dir dir;
-  simulator snow(dir, "snow");
-  simulator sl1(dir, "sl1");
+  stepflow::test::sim_process snow("snow");
+  stepflow::test::sim_process sl1("sl1");
   auto path = dir.write("event_sync.json", fmt::format(R"({{
     "name": "event_sync",
     "app_variables": [{{"name": "event_id", "required": true}}, {{"name": "event_message", "required": true}}],
@@ -658,13 +612,13 @@ TEST_CASE("an SL1 event syncs to a ServiceNow incident and back through the simu
         "relative_url": "/api/now/table/incident/${{Create Incident.result.sys_id}}", "output_to": ["Write Ticket"]}},
       {{"name": "Write Ticket", "file": "QueryREST", "prefix_url": "{1}", "relative_url": "/api/event/${{event_id}}",
         "method": "PUT", "payload": {{"ext_ticket_ref": "${{Read Incident.result.number}}"}}}}
-    ]}})", snow.url, sl1.url));
+    ]}})", snow.url(), sl1.url()));
   auto r = run_app(dir, path, {"--param", "event_id=12503", "--param", "event_message=Disk full", "--json"});
   REQUIRE_MESSAGE(r.exit_code == 0, std::string(r.out + r.err));
   auto task = parse(r.out);
   CHECK(step_json(task, "Write Ticket").at("data").at("ext_ticket_ref") == "INC0010001");
   // The SL1 simulator saw exactly one ticket for event 12503.
-  auto s = parse(read_url(sl1.url + "/_stats?ids=1"));
+  auto s = parse(read_url(sl1.url() + "/_stats?ids=1"));
   CHECK(s.at("distinct_events") == 1);
   CHECK(s.at("event_ids").as_array().at(0) == 12503);
 }

@@ -1,0 +1,38 @@
+#pragma once
+// Runs step types the way a step actor does, for connector tests: check(),
+// then run() with a step_context like the engine's (run "run-1",
+// application "app", log level debug, a real http_client), waiting for the
+// one done() call. Failures throw std::runtime_error saying what went wrong.
+#include <memory>
+#include <string>
+
+#include "stepflow/runtime/http_client.hpp"
+#include "stepflow/runtime/json.hpp"
+#include "stepflow/runtime/step.hpp"
+
+namespace stepflow::test {
+
+struct step_fixture {
+  http_client client;
+  step_registry registry;
+
+  /// The registered step type `name`; throws when there is none.
+  const step_type& step(const char* name);
+
+  /// A fresh context for a step of type `type` named `step_name`.
+  std::shared_ptr<step_context> context(const char* type, json::object params,
+                                        std::string step_name = "step");
+
+  /// Checks and runs a step of type `type`; the outcome of its done() call.
+  /// Throws when check() fails, when done() is not called within 60 s, or
+  /// when it is called more than once. `keep`, when set, gets the context
+  /// (for its logs).
+  step_outcome run(const char* type, json::object params,
+                   std::shared_ptr<step_context>* keep = nullptr,
+                   std::string step_name = "step");
+};
+
+/// Whether a log line of `ctx` contains `needle`; takes the lines.
+bool logged(const std::shared_ptr<step_context>& ctx, const std::string& needle);
+
+} // namespace stepflow::test
