@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -228,7 +229,45 @@ account unprivileged() {
                            "user to run PostgreSQL as");
 }
 
+/// Starts a server, up to 3 times on a fresh port each (a port taken in the
+/// meantime makes the server exit): `argv_for(port)` is its command line,
+/// its output goes to `log_file`, and it runs as `as` when given. It is ready
+/// once `ready(port)` succeeds, polled for at most 60 s while it runs. Sets
+/// `port` and returns the pid; throws "<what> did not become ready:" and
+/// `log_tail()` of the last attempt when none got ready.
+pid_t start_server(const std::function<std::vector<std::string>(uint16_t)>& argv_for,
+                   const std::string& log_file, const account* as,
+                   const std::function<bool(uint16_t)>& ready,
+                   const std::function<std::string()>& log_tail, const std::string& what,
+                   uint16_t& port) {
+  std::string last_log;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    port = pick_port();
+    pid_t pid = spawn(argv_for(port), log_file, as);
+    auto end = std::chrono::steady_clock::now() + 60s;
+    while (std::chrono::steady_clock::now() < end) {
+      if (wait_exit(pid, 0ms))
+        break; // exited (port taken?)
+      if (ready(port))
+        return pid;
+      std::this_thread::sleep_for(100ms);
+    }
+    stop_process(pid, SIGKILL, 1s);
+    last_log = log_tail();
+  }
+  throw std::runtime_error(what + " did not become ready:\n" + last_log);
+}
+
 } // namespace
+
+void db_server::stop(int sig) noexcept {
+  stop_process(pid_, sig, 20s);
+  pid_ = -1;
+  if (!dir_.empty()) {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+}
 
 // -- MariaDB -----------------------------------------------------------------
 
@@ -249,13 +288,11 @@ mariadb_server::mariadb_server() {
     std::string out;
     if (run(args, &out, nullptr, 120s) != 0)
       throw std::runtime_error("MariaDB test server: mariadb-install-db failed:\n" + out);
-    std::string last_log;
-    for (int attempt = 0; attempt < 3 && pid_ < 0; ++attempt) {
-      port_ = pick_port();
+    auto argv_for = [&](uint16_t port) {
       std::vector<std::string> argv{server,
                                     "--no-defaults",
                                     "--datadir=" + dir_ + "/data",
-                                    "--port=" + std::to_string(port_),
+                                    "--port=" + std::to_string(port),
                                     "--socket=" + socket_,
                                     "--bind-address=127.0.0.1",
                                     "--pid-file=" + dir_ + "/mariadbd.pid",
@@ -266,31 +303,17 @@ mariadb_server::mariadb_server() {
                                     "--max-connections=200"};
       if (is_root())
         argv.push_back("--user=root");
-      pid_t pid = spawn(argv, dir_ + "/stdout.log", nullptr);
-      // Ready when the client can ping it; bounded.
-      auto end = std::chrono::steady_clock::now() + 60s;
-      bool ready = false;
-      while (std::chrono::steady_clock::now() < end) {
-        if (wait_exit(pid, 0ms))
-          break; // exited (port taken?)
-        if (run({"/usr/bin/mariadb-admin", "--no-defaults", "--socket=" + socket_, "-uroot",
-                 "--connect-timeout=2", "ping"},
-                nullptr, nullptr, 10s)
-            == 0) {
-          ready = true;
-          break;
-        }
-        std::this_thread::sleep_for(100ms);
-      }
-      if (ready) {
-        pid_ = pid;
-      } else {
-        stop_process(pid, SIGKILL, 1s);
-        last_log = log();
-      }
-    }
-    if (pid_ < 0)
-      throw std::runtime_error("MariaDB test server: mariadbd did not become ready:\n" + last_log);
+      return argv;
+    };
+    // Ready when the client can ping it.
+    auto ready = [&](uint16_t) {
+      return run({"/usr/bin/mariadb-admin", "--no-defaults", "--socket=" + socket_, "-uroot",
+                  "--connect-timeout=2", "ping"},
+                 nullptr, nullptr, 10s)
+             == 0;
+    };
+    pid_ = start_server(argv_for, dir_ + "/stdout.log", nullptr, ready, [this] { return log(); },
+                        "MariaDB test server: mariadbd", port_);
     std::string out2;
     std::string setup = "CREATE DATABASE stepflow_test; "
                         "CREATE USER 'stepflow'@'127.0.0.1' IDENTIFIED BY '" + password_ + "'; "
@@ -302,22 +325,13 @@ mariadb_server::mariadb_server() {
         != 0)
       throw std::runtime_error("MariaDB test server: creating the test user failed:\n" + out2);
   } catch (...) {
-    stop();
+    stop(SIGTERM);
     throw;
   }
 }
 
 mariadb_server::~mariadb_server() {
-  stop();
-}
-
-void mariadb_server::stop() noexcept {
-  stop_process(pid_, SIGTERM, 20s);
-  pid_ = -1;
-  if (!dir_.empty()) {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  stop(SIGTERM);
 }
 
 std::string mariadb_server::sql(const std::string& statements) const {
@@ -381,48 +395,30 @@ postgres_server::postgres_server() {
             &out, as, 120s)
         != 0)
       throw std::runtime_error("PostgreSQL test server: initdb failed:\n" + out);
-    std::string last_log;
-    for (int attempt = 0; attempt < 3 && pid_ < 0; ++attempt) {
-      port_ = pick_port();
-      std::vector<std::string> argv{bin_ + "/postgres",
-                                    "-D", dir_ + "/data",
-                                    "-p", std::to_string(port_),
-                                    "-k", dir_,
-                                    "-c", "listen_addresses=127.0.0.1",
-                                    "-c", "fsync=off",
-                                    "-c", "full_page_writes=off",
-                                    "-c", "shared_buffers=16MB",
-                                    "-c", "max_connections=100"};
-      std::string logfile = dir_ + "/postgres.log";
-      if (as) {
-        int fd = ::open(logfile.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0)
-          ::close(fd);
-      }
-      pid_t pid = spawn(argv, logfile, as);
-      auto end = std::chrono::steady_clock::now() + 60s;
-      bool ready = false;
-      while (std::chrono::steady_clock::now() < end) {
-        if (wait_exit(pid, 0ms))
-          break;
-        if (run({bin_ + "/pg_isready", "-q", "-h", dir_, "-p", std::to_string(port_), "-t", "2"},
-                nullptr, nullptr, 10s)
-            == 0) {
-          ready = true;
-          break;
-        }
-        std::this_thread::sleep_for(100ms);
-      }
-      if (ready) {
-        pid_ = pid;
-      } else {
-        stop_process(pid, SIGKILL, 1s);
-        last_log = log();
-      }
+    auto argv_for = [&](uint16_t port) {
+      return std::vector<std::string>{bin_ + "/postgres",
+                                      "-D", dir_ + "/data",
+                                      "-p", std::to_string(port),
+                                      "-k", dir_,
+                                      "-c", "listen_addresses=127.0.0.1",
+                                      "-c", "fsync=off",
+                                      "-c", "full_page_writes=off",
+                                      "-c", "shared_buffers=16MB",
+                                      "-c", "max_connections=100"};
+    };
+    auto ready = [&](uint16_t port) {
+      return run({bin_ + "/pg_isready", "-q", "-h", dir_, "-p", std::to_string(port), "-t", "2"},
+                 nullptr, nullptr, 10s)
+             == 0;
+    };
+    std::string logfile = dir_ + "/postgres.log";
+    if (as) {
+      int fd = ::open(logfile.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0)
+        ::close(fd);
     }
-    if (pid_ < 0)
-      throw std::runtime_error("PostgreSQL test server: postgres did not become ready:\n"
-                               + last_log);
+    pid_ = start_server(argv_for, logfile, as, ready, [this] { return log(); },
+                        "PostgreSQL test server: postgres", port_);
     std::string out2;
     if (run({bin_ + "/psql", "-X", "-q", "-h", dir_, "-p", std::to_string(port_), "-U", "stepflow",
              "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", "CREATE DATABASE stepflow_test"},
@@ -431,23 +427,13 @@ postgres_server::postgres_server() {
       throw std::runtime_error("PostgreSQL test server: creating the test database failed:\n"
                                + out2);
   } catch (...) {
-    stop();
+    stop(SIGINT);
     throw;
   }
 }
 
 postgres_server::~postgres_server() {
-  stop();
-}
-
-void postgres_server::stop() noexcept {
-  // SIGINT: fast shutdown (disconnects clients, then exits).
-  stop_process(pid_, SIGINT, 20s);
-  pid_ = -1;
-  if (!dir_.empty()) {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  stop(SIGINT); // fast shutdown: disconnects clients, then exits
 }
 
 std::string postgres_server::sql(const std::string& statements) const {

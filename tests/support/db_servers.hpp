@@ -15,20 +15,38 @@
 
 namespace stepflow::test {
 
-class mariadb_server {
+/// What both servers share: the temp dir, the port on 127.0.0.1, a user
+/// with all privileges reachable over TCP with password(), and a database.
+class db_server {
 public:
-  mariadb_server();
-  ~mariadb_server();
-  mariadb_server(const mariadb_server&) = delete;
-  mariadb_server& operator=(const mariadb_server&) = delete;
+  db_server(const db_server&) = delete;
+  db_server& operator=(const db_server&) = delete;
 
   std::string host() const { return "127.0.0.1"; }
   uint16_t port() const noexcept { return port_; }
-  /// A user with all privileges, reachable over TCP with password().
   std::string user() const { return "stepflow"; }
   const std::string& password() const noexcept { return password_; }
   std::string database() const { return "stepflow_test"; }
   pid_t pid() const noexcept { return pid_; }
+
+protected:
+  db_server() = default;
+  ~db_server() = default;
+  /// Stops the server with `sig` (then kills what is left) and removes the
+  /// directory.
+  void stop(int sig) noexcept;
+
+  std::string dir_;
+  uint16_t port_ = 0;
+  pid_t pid_ = -1;
+  std::string password_;
+};
+
+/// user() is created for the tests.
+class mariadb_server : public db_server {
+public:
+  mariadb_server();
+  ~mariadb_server();
 
   /// Runs `statements` as root through the mariadb client (over the unix
   /// socket, in database()); returns the rows tab-separated, one per line,
@@ -39,45 +57,25 @@ public:
   std::string log() const;
 
 private:
-  void stop() noexcept;
-
-  std::string dir_;
   std::string socket_;
-  uint16_t port_ = 0;
-  pid_t pid_ = -1;
-  std::string password_;
 };
 
-class postgres_server {
+/// user() is the bootstrap superuser; TCP connections authenticate with
+/// password() (scram-sha-256).
+class postgres_server : public db_server {
 public:
   postgres_server();
   ~postgres_server();
-  postgres_server(const postgres_server&) = delete;
-  postgres_server& operator=(const postgres_server&) = delete;
-
-  std::string host() const { return "127.0.0.1"; }
-  uint16_t port() const noexcept { return port_; }
-  /// The bootstrap superuser; TCP connections authenticate with
-  /// password() (scram-sha-256).
-  std::string user() const { return "stepflow"; }
-  const std::string& password() const noexcept { return password_; }
-  std::string database() const { return "stepflow_test"; }
-  pid_t pid() const noexcept { return pid_; }
 
   /// Runs `statements` through psql (unix socket, database()); returns the
   /// rows unaligned ('|' between fields), one per line. Throws
   /// std::runtime_error with psql's output on failure.
   std::string sql(const std::string& statements) const;
+  /// The server's log so far.
   std::string log() const;
 
 private:
-  void stop() noexcept;
-
-  std::string dir_;
   std::string bin_;
-  uint16_t port_ = 0;
-  pid_t pid_ = -1;
-  std::string password_;
 };
 
 } // namespace stepflow::test
