@@ -70,6 +70,7 @@ public:
     };
   }
   const step_info& info() const noexcept override { return info_; }
+  bool completes_inline() const noexcept override { return true; }
   caf::error check(const json::object& params) const override {
     if (auto err = step_type::check(params))
       return err;
@@ -224,6 +225,7 @@ public:
                      true, nullptr, "array"}};
   }
   const step_info& info() const noexcept override { return info_; }
+  bool completes_inline() const noexcept override { return true; }
   caf::error check(const json::object& params) const override {
     if (auto err = step_type::check(params))
       return err;

@@ -20,6 +20,7 @@ public:
     };
   }
   const step_info& info() const noexcept override { return info_; }
+  bool completes_inline() const noexcept override { return true; }
 
   caf::error check(const json::object& params) const override {
     if (auto err = step_type::check(params))

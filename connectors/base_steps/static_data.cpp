@@ -14,6 +14,7 @@ public:
                      false, nullptr, "any"}};
   }
   const step_info& info() const noexcept override { return info_; }
+  bool completes_inline() const noexcept override { return true; }
   void run(std::shared_ptr<step_context> ctx, step_done done) const override {
     auto* d = ctx->param("data");
     done(step_outcome::success(d ? *d : json::value(nullptr)));

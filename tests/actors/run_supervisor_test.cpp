@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include "stepflow/actors/engine.hpp"
 #include "stepflow/connectors/registry.hpp"
@@ -651,4 +652,33 @@ TEST_CASE("several runs on one engine are independent") {
   auto r2 = h.run(R"({"name": "two", "steps": [{"name": "S", "file": "Echo"}]})");
   CHECK(r2.status == run_status::success);
   CHECK(r1.task_id != r2.task_id);
+}
+
+TEST_CASE("a long chain of inline steps runs as a loop, and an inline failure skips the rest") {
+  harness h;
+  constexpr int n = 3000; // deep enough to overflow the stack if inline ends recursed
+  json::array steps;
+  for (int i = 0; i < n; ++i) {
+    json::object s{{"name", fmt::format("S{}", i)}, {"file", "StaticData"}, {"data", i}};
+    if (i + 1 < n)
+      s["output_to"] = json::array{json::string(fmt::format("S{}", i + 1))};
+    steps.push_back(std::move(s));
+  }
+  auto app = to_json(json::object{{"name", "long_chain"}, {"steps", steps}});
+  auto r = h.run(app);
+  CHECK(r.status == run_status::success);
+  CHECK(data_of(r, fmt::format("S{}", n - 1)) == json::value(n - 1));
+  {
+    std::lock_guard<std::mutex> g{h.obs_mtx};
+    CHECK(h.step_ends.size() == static_cast<size_t>(n));
+  }
+  // An inline step that fails (a Log step with a bad ${...} reference) skips
+  // what follows it.
+  auto failed = h.run(R"({"name": "inline_fail", "steps": [
+      {"name": "A", "file": "StaticData", "data": {"x": 1}, "output_to": ["B"]},
+      {"name": "B", "file": "Log", "message": "${A.missing.deeper}", "output_to": ["C"]},
+      {"name": "C", "file": "StaticData", "data": 3}]})");
+  CHECK(failed.status == run_status::failed);
+  CHECK(status_of(failed, "B") == "failed");
+  CHECK(status_of(failed, "C") == "skipped");
 }

@@ -2,6 +2,7 @@
 #include "stepflow/actors/run_protocol.hpp"
 
 #include <atomic>
+#include <deque>
 #include <cstdio>
 #include <optional>
 #include <thread>
@@ -112,6 +113,10 @@ struct run_state {
   std::vector<step_actor> actors;
   std::vector<uint32_t> log_seq;
   bool finished = false;
+  /// Inline steps' ends waiting to be handled, and whether a loop is
+  /// handling them (so a chain of inline steps does not recurse).
+  std::deque<step_finished> inline_ends;
+  bool draining = false;
   std::shared_ptr<const json::object> variables;
   std::shared_ptr<const json::object> config_values;
 };
@@ -227,6 +232,44 @@ void on_finished(sup_ptr self, const step_finished& fin) {
   finish_run(self);
 }
 
+/// Runs a completes_inline() step right here: no actor, no timer. Its end
+/// is queued and handled by the outermost call, so a chain of inline steps
+/// is a loop, not a recursion.
+void run_inline(sup_ptr self, size_t i, const step_type& type, std::shared_ptr<step_context> ctx,
+                int64_t started) {
+  auto& st = self->state;
+  std::optional<step_outcome> outcome;
+  step_done done = [&outcome](step_outcome o) {
+    if (!outcome)
+      outcome = std::move(o);
+  };
+  try {
+    type.run(ctx, done);
+  } catch (const std::exception& e) {
+    done(step_outcome::failure(fmt::format("step threw an exception: {}", e.what())));
+  } catch (...) {
+    done(step_outcome::failure("step threw an unknown exception"));
+  }
+  step_finished fin;
+  fin.index = static_cast<uint32_t>(i);
+  fin.outcome = outcome ? std::move(*outcome)
+                        : step_outcome::failure(fmt::format(
+                            "step type {} did not complete inline as it promised", type.info().name));
+  fin.logs = ctx->take_logs();
+  fin.started_ns = started;
+  fin.ended_ns = now_ns(st.init->services);
+  st.inline_ends.push_back(std::move(fin));
+  if (st.draining)
+    return;
+  st.draining = true;
+  while (!st.inline_ends.empty()) {
+    auto next = std::move(st.inline_ends.front());
+    st.inline_ends.pop_front();
+    on_finished(self, next);
+  }
+  st.draining = false;
+}
+
 void start_step(sup_ptr self, size_t i) {
   auto& st = self->state;
   auto& init = *st.init;
@@ -274,6 +317,10 @@ void start_step(sup_ptr self, size_t i) {
   // only kept in debug runs (it costs a stored line per step).
   if (ctx->log_level <= log_level::debug)
     ctx->log(log_level::debug, fmt::format("start {}", ctx->step_name));
+  if (ps.type->completes_inline()) {
+    run_inline(self, i, *ps.type, std::move(ctx), now);
+    return;
+  }
   auto sup = caf::actor_cast<run_supervisor_actor>(self);
   auto a = self->home_system().spawn(step_actor_impl, sup, static_cast<uint32_t>(i), ps.type, ctx, ps.timeout_s);
   self->monitor(a);

@@ -152,6 +152,12 @@ public:
   /// Starts one execution. Calls `done` exactly once. Must not throw; if it
   /// does anyway, the runtime fails the step with the exception's message.
   virtual void run(std::shared_ptr<step_context> ctx, step_done done) const = 0;
+
+  /// True for step types whose run() always calls `done` before it returns,
+  /// on the calling thread, and does no I/O (StaticData, Log, Transform...).
+  /// The engine runs them inside the run supervisor, without a step actor or
+  /// a timeout timer. Default: false.
+  virtual bool completes_inline() const noexcept { return false; }
 };
 
 /// Step types that can appear while the process runs (steps uploaded through
