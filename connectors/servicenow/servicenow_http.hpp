@@ -2,7 +2,7 @@
 // Plumbing of the ServiceNow steps (internal): the connection parameters and
 // sessions (an endpoint plus auth, with OAuth tokens exchanged at
 // /oauth_token.do and cached). Requests, completions and failure data come
-// from http_common.
+// from http_common; the steps' .cpp file uses both namespaces.
 #include <chrono>
 #include <functional>
 #include <map>
@@ -20,19 +20,6 @@
 #include "stepflow/runtime/step.hpp"
 
 namespace stepflow::connectors::snow_detail {
-
-using http_common::add_param;
-using http_common::body_json;
-using http_common::call;
-using http_common::check_number;
-using http_common::completion;
-using http_common::completion_ptr;
-using http_common::failure_data;
-using http_common::idempotency_key;
-using http_common::ok_handler;
-using http_common::path_only;
-using http_common::present;
-using http_common::query_string;
 
 /// OAuth access tokens by (instance, client, grant), until shortly before
 /// they expire. Thread-safe.
@@ -77,12 +64,13 @@ caf::error check_connection_params(const json::object& params, std::string_view 
 /// credentials for a token first when needed (or taking a cached one), then
 /// calls `ready`. Failures complete `fin`.
 void open_session(const std::shared_ptr<step_context>& ctx, const servicenow_connector_options& o,
-                  token_cache& cache, completion_ptr fin, std::function<void(session_ptr)> ready);
+                  token_cache& cache, http_common::completion_ptr fin,
+                  std::function<void(session_ptr)> ready);
 
 /// Sends `c` within `s` as http_common::send does, except that a 401 on a
 /// cached OAuth token gets one fresh token and one more try.
-void send(const std::shared_ptr<step_context>& ctx, const session_ptr& s, call c,
-          completion_ptr fin, ok_handler ok);
+void send(const std::shared_ptr<step_context>& ctx, const session_ptr& s, http_common::call c,
+          http_common::completion_ptr fin, http_common::ok_handler ok);
 
 /// The target of the Link header's rel="next", or empty.
 std::string link_next(const http_headers& headers);

@@ -21,6 +21,7 @@ namespace stepflow::connectors {
 
 namespace {
 
+using namespace http_common;
 using namespace snow_detail;
 
 /// Query parameters passed through to the Table API when set.

@@ -21,6 +21,7 @@ namespace stepflow::connectors {
 
 namespace {
 
+using namespace http_common;
 using namespace sl1_detail;
 
 /// "variables" must be an object or a string holding one.
@@ -310,7 +311,7 @@ public:
                         "QueryGQL: parameter \"headers\" must be an object of name to value");
     if (auto err = check_query(params, "QueryGQL"))
       return err;
-    return http_common::check_transport_params(params, "QueryGQL");
+    return check_transport_params(params, "QueryGQL");
   }
 
   void run(std::shared_ptr<step_context> ctx, step_done done) const override {
@@ -325,12 +326,12 @@ public:
         for (const auto& kv : h->get_object())
           if (!kv.value().is_null())
             r.headers.emplace_back(std::string(kv.key()), to_text(kv.value()));
-      std::tie(r.user, r.password) = http_common::basic_credentials(*ctx);
+      std::tie(r.user, r.password) = basic_credentials(*ctx);
       r.bearer_token = ctx->param_string("bearer_token");
       http_defaults d = opts_; // QueryGQL's own defaults, the connector's retry delays
       d.retries = 0;
       d.timeout_s = 60;
-      http_common::apply_transport_params(*ctx, d, r);
+      apply_transport_params(*ctx, d, r);
       int retries = retries_param(*ctx, 0);
       call c;
       c.method = "POST";

@@ -1,7 +1,8 @@
 #pragma once
 // Plumbing of the SL1 connector's steps (internal): the SL1 connection
 // parameters and the endpoint they describe, plus SL1 and GraphQL helpers.
-// Requests, completions and failure data come from http_common.
+// Requests, completions and failure data come from http_common; the steps'
+// .cpp files use both namespaces.
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,21 +15,6 @@
 
 namespace stepflow::connectors::sl1_detail {
 
-using http_common::add_param;
-using http_common::body_json;
-using http_common::call;
-using http_common::check_number;
-using http_common::completion;
-using http_common::completion_ptr;
-using http_common::endpoint;
-using http_common::failure_data;
-using http_common::idempotency_key;
-using http_common::join_url;
-using http_common::present;
-using http_common::query_string;
-using http_common::retries_param;
-using http_common::send;
-
 /// The connection parameters of the SL1 steps (sl1_url, host, protocol,
 /// port, user, password, verify_ssl, ca_file, proxy, timeout, retries).
 void add_sl1_params(std::vector<param_info>& params, const sl1_connector_options& o);
@@ -38,7 +24,8 @@ void add_sl1_params(std::vector<param_info>& params, const sl1_connector_options
 caf::error check_sl1_params(const json::object& params, std::string_view step);
 
 /// The SL1 endpoint a step's parameters describe.
-caf::expected<endpoint> sl1_endpoint(const step_context& ctx, const sl1_connector_options& o);
+caf::expected<http_common::endpoint> sl1_endpoint(const step_context& ctx,
+                                                  const sl1_connector_options& o);
 
 /// An object id from a number, a digit string, or a URI ("/api/device/12"
 /// gives "12"); empty when the value is none of these.

@@ -21,6 +21,7 @@ namespace stepflow::connectors {
 
 namespace {
 
+using namespace http_common;
 using namespace sl1_detail;
 
 /// What every SL1 REST step shares: its info, the connector's options, the
