@@ -499,6 +499,8 @@ caf::expected<std::shared_ptr<connector>> make_external_connector(const connecto
   opts.start_timeout_s = *start;
 
   process_spec defaults;
+  // Step code is not stepflow: it never sees the administrator's password.
+  defaults.env_unset = {"STEPFLOW_ADMIN_PASSWORD"};
   defaults.concurrency = opts.concurrency;
   defaults.memory_limit_bytes = opts.memory_limit_mb << 20;
   defaults.max_tasks = opts.max_tasks;

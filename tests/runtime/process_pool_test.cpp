@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <cstdlib>
+
 #include <doctest/doctest.h>
 
 #include "stepflow/runtime/json.hpp"
@@ -83,6 +85,24 @@ TEST_CASE("a warm process serves task after task") {
   auto st = pool.stats(g);
   CHECK(st.started == 1);
   CHECK(st.tasks == 2);
+}
+
+TEST_CASE("variables in env_unset are not inherited") {
+  ::setenv("STEP_TEST_ENV", "inherited-secret", 1);
+  process_pool pool;
+  auto spec = spec_for();
+  auto g_plain = pool.add_group(spec);
+  spec.env_unset = {"STEP_TEST_ENV"};
+  auto g_clean = pool.add_group(spec);
+  auto a = submit(pool, g_plain, "t1", {});
+  auto b = submit(pool, g_clean, "t2", {});
+  auto ra = wait(a);
+  auto rb = wait(b);
+  ::unsetenv("STEP_TEST_ENV");
+  REQUIRE(ra);
+  REQUIRE(rb);
+  CHECK(ra->at("data").at("env").as_string() == "inherited-secret");
+  CHECK(rb->at("data").at("env").as_string() == "");
 }
 
 TEST_CASE("concurrency is bounded per group and tasks wait in order") {

@@ -205,6 +205,8 @@ struct process_pool::impl : std::enable_shared_from_this<process_pool::impl> {
         bool replaced = false;
         for (auto& [k, v] : g.spec.env)
           replaced |= kv.substr(0, eq) == k;
+        for (auto& k : g.spec.env_unset)
+          replaced |= kv.substr(0, eq) == k;
         if (!replaced)
           env_text.emplace_back(kv);
       }

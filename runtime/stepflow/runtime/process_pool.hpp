@@ -29,6 +29,8 @@ struct process_spec {
   std::string cwd;
   /// Variables added to (or replacing in) the inherited environment.
   std::vector<std::pair<std::string, std::string>> env;
+  /// Inherited variables the processes must not see (secrets of stepflow's own).
+  std::vector<std::string> env_unset;
   /// Most processes of the group at once; further tasks wait in order.
   std::size_t concurrency = 4;
   /// Time from start to the "ready" line.
