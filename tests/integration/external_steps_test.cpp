@@ -195,6 +195,40 @@ for line in sys.stdin:
   (void) script;
 }
 
+TEST_CASE("a step process does not outlive stepflow killed with SIGKILL") {
+  temp_dir dir;
+  dir.write("pack/steps/pid_then_hang.py", fmt::format(R"(import json, os, sys, time
+print(json.dumps({{"type": "ready", "protocol": 1}}), flush=True)
+for line in sys.stdin:
+    open({}, "w").write(str(os.getpid()))
+    time.sleep(120)
+)", quote_json(dir.file("step.pid"))));
+  auto pack = write_pack(dir, R"({"steps": [{"name": "K", "file": "Killable"}]})",
+                         {{"Killable.step.json",
+                           R"({"command": ["/usr/bin/python3", "pid_then_hang.py"]})"}});
+  running_binary run{dir, {"run", "ext_app", "--data-dir", dir.file("data"), "--syncpack", pack}, {}};
+  int pid = 0;
+  for (int i = 0; i < 3000 && pid == 0; ++i) { // bounded: 30 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto text = test::read_text(dir.file("step.pid"));
+    if (!text.empty())
+      pid = std::stoi(text);
+  }
+  REQUIRE_MESSAGE(pid > 0, "the step process never started");
+  REQUIRE(::kill(run.pid(), SIGKILL) == 0);
+  auto r = run.wait(30);
+  CHECK(r.signal == SIGKILL);
+  bool gone = false;
+  for (int i = 0; i < 1000 && !gone; ++i) { // bounded: 10 s
+    gone = ::kill(pid, 0) != 0;
+    if (!gone)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK_MESSAGE(gone, "step process " << pid << " outlived stepflow");
+  if (!gone)
+    ::kill(pid, SIGKILL);
+}
+
 TEST_CASE("a plugin loaded from a directory provides its steps") {
   temp_dir dir;
   auto app = dir.write("hello.json", R"({"steps": [

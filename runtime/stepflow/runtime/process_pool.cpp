@@ -3,6 +3,7 @@
 // process enforces start timeouts, task timeouts and cancellation.
 #include "stepflow/runtime/process_pool.hpp"
 
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,12 +49,17 @@ constexpr std::size_t stderr_lines_kept = 20;
 constexpr auto reap_poll = std::chrono::milliseconds(10);
 
 /// Runs in the child between fork and exec: its own process group, so a
-/// kill reaches what it starts. (The launcher closes every descriptor but
-/// stdin/out/err itself.)
+/// kill reaches what it starts, and SIGKILL when stepflow dies (even by
+/// kill -9), so no step process outlives it. (The launcher closes every
+/// descriptor but stdin/out/err itself.)
 struct child_setup {
+  pid_t parent = ::getpid();
   template <class Launcher>
   bp::error_code on_exec_setup(Launcher&, const bp::filesystem::path&, const char* const*) {
     ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) // the parent died before prctl took effect
+      ::_exit(1);
     return {};
   }
 };
