@@ -92,6 +92,20 @@ TEST_CASE("PowerFlow Python steps of a SyncPack run unmodified") {
   CHECK(second.at("data") == json::value("foo"));
 }
 
+TEST_CASE("a SyncPack project laid out like ScienceLogic's template runs from its root") {
+  // pf_<name>/{setup.py, MANIFEST.in, tests/, <name>/{meta.json, apps/, steps/, util/}}
+  temp_dir dir;
+  auto task = run_json(dir, "dummy_app",
+                       {"--syncpack", test::source_dir() + "/tests/fixtures/pf_template_pack",
+                        "--log-level", "debug"});
+  CHECK(task.at("status").as_string() == "success");
+  const auto& second = step_named(task, "Dummy Step 2");
+  CHECK(second.at("data") == json::value("foo"));
+  auto logs = run_stepflow(dir, {"steps", "--json", "--syncpack",
+                                 test::source_dir() + "/tests/fixtures/pf_template_pack"});
+  CHECK(logs.out.find("\"syncpack\": \"template_pack\"") != std::string::npos);
+}
+
 TEST_CASE("a Python step's StepFailedException fails the run with its message") {
   temp_dir dir;
   auto pack = write_pack(dir, R"({"steps": [{"name": "Fail", "file": "FailStep"}]})", {});

@@ -201,12 +201,9 @@ class BaseStep:
 
     def save_data_for_next_step(self, data):
         """Sets the step's output (replacing anything saved before). bytes are allowed."""
+        # stepflow itself logs "Saved data for next step: ..." at debug for
+        # every step, so the host does not repeat it.
         self._sf_saved = data
-        if self.logger.isEnabledFor(logging.DEBUG):
-            text = repr(data)
-            if len(text) > 2000:
-                text = text[:2000] + "... (%d characters)" % len(text)
-            self.logger.debug("Saved data for next step: %s", text)
 
     def get_current_saved_data(self):
         """What was saved so far (e.g. by a base step's ``super().execute()``), or None."""
