@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -28,6 +29,13 @@ using stepflow::test::temp_dir;
 namespace fs = std::filesystem;
 
 namespace {
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s)
+    out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
 
 std::string python_pack() {
   return test::source_dir() + "/tests/python/fixtures/stepflow_test_syncpack";
@@ -104,6 +112,55 @@ TEST_CASE("a SyncPack project laid out like ScienceLogic's template runs from it
   auto logs = run_stepflow(dir, {"steps", "--json", "--syncpack",
                                  test::source_dir() + "/tests/fixtures/pf_template_pack"});
   CHECK(logs.out.find("\"syncpack\": \"template_pack\"") != std::string::npos);
+}
+
+namespace {
+
+/// Zips `entries` (archive name -> file on disk, or text after "=") into `zip`
+/// with Python's zipfile, as a wheel would be built.
+void make_zip(const std::string& zip, const std::vector<std::pair<std::string, std::string>>& entries) {
+  std::string script = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1], 'w')\n";
+  for (const auto& [name, src] : entries)
+    script += src.rfind("=", 0) == 0
+                ? fmt::format("z.writestr({}, {})\n", quote_json(name), quote_json(src.substr(1)))
+                : fmt::format("z.write({}, {})\n", quote_json(src), quote_json(name));
+  script += "z.close()\n";
+  std::string cmd = fmt::format("/usr/bin/python3 -c {} {}", shell_quote(script), shell_quote(zip));
+  REQUIRE(std::system(cmd.c_str()) == 0);
+}
+
+} // namespace
+
+TEST_CASE("a SyncPack wheel (.whl) is extracted into the data dir and its Python steps run") {
+  temp_dir dir;
+  auto src = test::source_dir() + "/tests/fixtures/pf_template_pack/template_pack/";
+  auto whl = dir.file("template_pack-0.0.1-py3-none-any.whl");
+  make_zip(whl, {{"template_pack/__init__.py", "="},
+                 {"template_pack/meta.json", src + "meta.json"},
+                 {"template_pack/apps/dummy_app.json", src + "apps/dummy_app.json"},
+                 {"template_pack/steps/DummyStep.py", src + "steps/DummyStep.py"},
+                 {"template_pack/steps/DummyStep2.py", src + "steps/DummyStep2.py"},
+                 {"template_pack-0.0.1.dist-info/METADATA", "=Name: template_pack\n"}});
+  auto task = run_json(dir, "dummy_app", {"--syncpack", whl});
+  CHECK(task.at("status").as_string() == "success");
+  CHECK(step_named(task, "Dummy Step 2").at("data") == json::value("foo"));
+  CHECK(fs::exists(dir.file("data/syncpacks/template_pack-0.0.1-py3-none-any/template_pack/meta.json")));
+
+  SUBCASE("an entry pointing outside the archive's folder is refused") {
+    auto evil = dir.file("evil-1.0-py3-none-any.whl");
+    make_zip(evil, {{"evil/meta.json", "={\"name\": \"evil\"}"}, {"../../escaped.txt", "=x"}});
+    auto r = run_stepflow(dir, {"run", "dummy_app", "--data-dir", dir.file("data"), "--syncpack", evil});
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("points outside the archive's folder") != std::string::npos);
+    CHECK_FALSE(fs::exists(dir.file("escaped.txt")));
+    CHECK_FALSE(fs::exists(dir.file("data/escaped.txt")));
+  }
+  SUBCASE("a file that is not a zip is refused with one sentence") {
+    auto bad = dir.write("bad-1.0-py3-none-any.whl", "not a zip");
+    auto r = run_stepflow(dir, {"run", "dummy_app", "--data-dir", dir.file("data"), "--syncpack", bad});
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("not a readable zip archive") != std::string::npos);
+  }
 }
 
 TEST_CASE("a Python step's StepFailedException fails the run with its message") {

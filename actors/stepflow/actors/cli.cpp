@@ -45,7 +45,7 @@ std::string default_data_dir() {
 
 caf::error load_bundled_syncpacks(std::vector<syncpack_content>& out,
                                   const std::vector<std::string>& extra,
-                                  const cli_environment& env);
+                                  const std::string& data_dir, const cli_environment& env);
 
 namespace {
 
@@ -81,11 +81,13 @@ std::optional<std::string> bundled_syncpacks_dir() {
   return std::nullopt;
 }
 
-/// Adds the bundled SyncPacks (every sub-directory) and the --syncpack ones.
+/// Adds the --syncpack ones, then the bundled SyncPacks (every sub-directory
+/// and wheel). Wheels are extracted below `<data_dir>/syncpacks/`.
 caf::error load_syncpack_dirs(content_catalog& catalog, const std::vector<std::string>& extra,
-                              bool bundled) {
-  for (const auto& dir : extra) {
-    auto pack = load_syncpack_dir(dir);
+                              bool bundled, const std::string& data_dir) {
+  auto extract_root = (fs::path(data_dir) / "syncpacks").string();
+  for (const auto& path : extra) {
+    auto pack = load_syncpack(path, extract_root);
     if (!pack)
       return pack.error();
     catalog.add(std::move(*pack));
@@ -96,13 +98,13 @@ caf::error load_syncpack_dirs(content_catalog& catalog, const std::vector<std::s
   if (!root)
     return {};
   std::error_code ec;
-  std::vector<std::string> dirs;
+  std::vector<std::string> paths;
   for (const auto& e : fs::directory_iterator(*root, ec))
-    if (e.is_directory())
-      dirs.push_back(e.path().string());
-  std::sort(dirs.begin(), dirs.end());
-  for (const auto& d : dirs) {
-    auto pack = load_syncpack_dir(d);
+    if (e.is_directory() || (e.is_regular_file() && e.path().extension() == ".whl"))
+      paths.push_back(e.path().string());
+  std::sort(paths.begin(), paths.end());
+  for (const auto& d : paths) {
+    auto pack = load_syncpack(d, extract_root);
     if (!pack)
       return pack.error();
     catalog.add(std::move(*pack));
@@ -112,8 +114,8 @@ caf::error load_syncpack_dirs(content_catalog& catalog, const std::vector<std::s
 
 /// Loads the SyncPacks, then adds the step types that come with them.
 caf::error load_syncpacks(content_catalog& catalog, const std::vector<std::string>& extra,
-                          bool bundled, const cli_environment& env) {
-  if (auto err = load_syncpack_dirs(catalog, extra, bundled))
+                          bool bundled, const std::string& data_dir, const cli_environment& env) {
+  if (auto err = load_syncpack_dirs(catalog, extra, bundled, data_dir))
     return err;
   if (!env.add_content_steps)
     return {};
@@ -125,9 +127,9 @@ caf::error load_syncpacks(content_catalog& catalog, const std::vector<std::strin
 /// The --syncpack directories, then every bundled SyncPack, and their steps.
 caf::error load_bundled_syncpacks(std::vector<syncpack_content>& out,
                                   const std::vector<std::string>& extra,
-                                  const cli_environment& env) {
+                                  const std::string& data_dir, const cli_environment& env) {
   content_catalog catalog;
-  if (auto err = load_syncpacks(catalog, extra, true, env))
+  if (auto err = load_syncpacks(catalog, extra, true, data_dir, env))
     return err;
   out = catalog.syncpacks();
   return {};
@@ -332,7 +334,7 @@ int cmd_run(const run_args& a, const cli_environment& env) {
                             message_of(store.error())));
   content_store stored{**store};
   content_catalog catalog{&stored};
-  if (auto err = load_syncpacks(catalog, a.syncpacks, true, env))
+  if (auto err = load_syncpacks(catalog, a.syncpacks, true, so.path, env))
     return fail(message_of(err));
   // Application.
   std::optional<application> app;
@@ -468,7 +470,7 @@ int cmd_run(const run_args& a, const cli_environment& env) {
 int cmd_validate(const std::vector<std::string>& files, const std::vector<std::string>& packs,
                  const cli_environment& env) {
   content_catalog catalog;
-  if (auto err = load_syncpacks(catalog, packs, true, env))
+  if (auto err = load_syncpacks(catalog, packs, true, default_data_dir(), env))
     return fail(message_of(err));
   int bad = 0;
   for (const auto& f : files) {
@@ -529,7 +531,7 @@ int cmd_validate(const std::vector<std::string>& files, const std::vector<std::s
 
 int cmd_steps(const cli_environment& env, const std::vector<std::string>& packs, bool as_json) {
   content_catalog catalog;
-  if (auto err = load_syncpacks(catalog, packs, true, env))
+  if (auto err = load_syncpacks(catalog, packs, true, default_data_dir(), env))
     return fail(message_of(err));
   if (as_json) {
     json::array out;

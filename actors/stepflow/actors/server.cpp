@@ -35,7 +35,7 @@ namespace stepflow::actors {
 std::string default_data_dir();
 caf::error load_bundled_syncpacks(std::vector<syncpack_content>& out,
                                   const std::vector<std::string>& extra,
-                                  const cli_environment& env);
+                                  const std::string& data_dir, const cli_environment& env);
 
 namespace {
 
@@ -165,7 +165,7 @@ int run_server(const serve_options& o, const cli_environment& env) {
                    [&k](configuration c) { return decrypt_configuration(k, std::move(c)); }};
   launcher.target = &svc;
   std::vector<syncpack_content> packs;
-  if (auto err = load_bundled_syncpacks(packs, o.syncpacks, env))
+  if (auto err = load_bundled_syncpacks(packs, o.syncpacks, so.path, env))
     return fail(message_of(err));
   for (auto& p : packs)
     for (auto& c : p.configs) {

@@ -1,5 +1,7 @@
 #include "stepflow/runtime/content.hpp"
 
+#include "stepflow/runtime/archive.hpp"
+
 #include <algorithm>
 #include <filesystem>
 
@@ -30,6 +32,25 @@ bool is_pack_dir(const fs::path& p) {
 }
 
 } // namespace
+
+caf::expected<syncpack_content> load_syncpack(const std::string& path,
+                                              const std::string& extract_root) {
+  fs::path p(path);
+  std::error_code ec;
+  if (p.extension() != ".whl" || fs::is_directory(p, ec))
+    return load_syncpack_dir(path);
+  if (!fs::is_regular_file(p, ec))
+    return make_error(errc::io_error, fmt::format("{}: no such SyncPack file", path));
+  auto dest = fs::path(extract_root) / p.stem();
+  fs::remove_all(dest, ec);
+  if (auto err = extract_zip(path, dest.string()))
+    return err;
+  auto pack = load_syncpack_dir(dest.string());
+  if (!pack)
+    return make_error(code_of(pack.error()),
+                      fmt::format("{} (extracted from {})", message_of(pack.error()), path));
+  return pack;
+}
 
 caf::expected<syncpack_content> load_syncpack_dir(const std::string& dir) {
   std::error_code ec;

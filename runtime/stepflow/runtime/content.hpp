@@ -27,6 +27,13 @@ struct syncpack_content {
 /// (PowerFlow's pf_<name>/<name>/ layout). Every file must be valid.
 caf::expected<syncpack_content> load_syncpack_dir(const std::string& dir);
 
+/// Loads a SyncPack directory, or a SyncPack wheel (`*.whl`, PowerFlow's
+/// distribution format), which is first extracted to
+/// `<extract_root>/<wheel file name without .whl>/` (replacing what was
+/// there) and loaded from there; its Python steps run from that copy.
+caf::expected<syncpack_content> load_syncpack(const std::string& path,
+                                              const std::string& extract_root);
+
 /// Applications and configurations stored in the kv_store. Thread-safe.
 class content_store {
 public:
