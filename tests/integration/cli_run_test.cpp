@@ -1,11 +1,6 @@
 // The real build/stepflow binary ($STEPFLOW_BINARY) against a local HTTP
 // server: `stepflow run` with --json, --config, --param, the exit codes and
 // one-sentence errors, `stepflow validate` and `--version`.
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
@@ -18,14 +13,15 @@
 #include <fmt/format.h>
 
 #include "stepflow/runtime/json.hpp"
+#include "support/binary_checks.hpp"
+#include "support/binary_runner.hpp"
 #include "support/http_test_server.hpp"
 #include "support/sim_process.hpp"
 #include "stepflow/runtime/http_client.hpp"
 #include "support/temp_dir.hpp"
 
-extern char** environ;
-
 using namespace stepflow;
+using stepflow::test::binary_result;
 using stepflow::test::http_test_server;
 using stepflow::test::temp_dir;
 using stepflow::test::test_request;
@@ -33,64 +29,21 @@ using stepflow::test::test_response;
 
 namespace {
 
-std::string binary() {
-  return stepflow::test::stepflow_binary();
-}
-
 std::string slurp(const std::string& path) {
   return stepflow::test::read_text(path);
 }
 
-struct result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-/// Runs the binary with `args`, stdout and stderr captured through files in
-/// `dir`. Every run checks that nothing crashed or asserted.
-result run_binary(const temp_dir& dir, const std::vector<std::string>& args) {
-  static int counter = 0;
-  ++counter;
-  auto out_path = dir.file(fmt::format("stdout-{}.txt", counter));
-  auto err_path = dir.file(fmt::format("stderr-{}.txt", counter));
-  std::vector<std::string> argv_s{binary()};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  REQUIRE_MESSAGE(rc == 0, "posix_spawn failed: " << rc);
-  int status = 0;
-  pid_t w;
-  do {
-    w = waitpid(pid, &status, 0);
-  } while (w < 0 && errno == EINTR);
-  REQUIRE(w == pid);
-  result r;
-  r.out = slurp(out_path);
-  r.err = slurp(err_path);
-  INFO("args: " << fmt::format("{}", fmt::join(args, " ")));
-  INFO("stderr: " << r.err);
-  REQUIRE_MESSAGE(WIFEXITED(status), "the binary did not exit normally (signal "
-                                       << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << ")");
-  r.exit_code = WEXITSTATUS(status);
-  CHECK(r.err.find("terminate called") == std::string::npos);
-  CHECK(r.err.find("Assertion") == std::string::npos);
+/// Runs the binary with `args` (stdout and stderr captured through files in
+/// `dir`). Every run checks that nothing crashed or asserted.
+binary_result run_binary(const temp_dir& dir, const std::vector<std::string>& args) {
+  auto r = stepflow::test::run_stepflow(dir, args);
+  stepflow::test::require_clean_exit(r, args);
   return r;
 }
 
 /// `stepflow run` with a fresh --data-dir inside `dir`.
-result run_app(const temp_dir& dir, const std::string& app_path,
-               std::vector<std::string> extra = {}) {
+binary_result run_app(const temp_dir& dir, const std::string& app_path,
+                      std::vector<std::string> extra = {}) {
   std::vector<std::string> args{"run", app_path, "--data-dir", dir.file("data")};
   args.insert(args.end(), extra.begin(), extra.end());
   return run_binary(dir, args);
