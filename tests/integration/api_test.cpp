@@ -4,12 +4,6 @@
 // applications, runs, queues, revoke, back-pressure, replay, task queries,
 // encrypted configuration values (never leaked), the cache, the documents,
 // and a restart on the same data directory.
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -33,9 +27,8 @@
 
 #include "stepflow/runtime/json.hpp"
 #include "support/http_test_server.hpp"
+#include "support/server_process.hpp"
 #include "support/temp_dir.hpp"
-
-extern char** environ;
 
 using namespace stepflow;
 using namespace std::chrono_literals;
@@ -48,10 +41,6 @@ namespace {
 
 constexpr const char* admin_password = "api-test-Pa55word";
 constexpr const char* secret_text = "S3cr3t-Do-Not-Leak";
-
-std::string binary() {
-  return stepflow::test::stepflow_binary();
-}
 
 std::string slurp(const std::string& path) {
   return stepflow::test::read_text(path);
@@ -180,121 +169,34 @@ reply http(const std::string& method, const std::string& url, std::optional<std:
 
 // -- the server process -----------------------------------------------------------------
 
-/// `stepflow serve` as a child process on 127.0.0.1, port 0 + --port-file,
-/// with its own data directory. stdout and stderr go to files (appended over
-/// restarts). Stopped with SIGTERM in the destructor (SIGKILL after 10 s).
+/// `stepflow serve` (tests/support/server_process) with its own data
+/// directory, the admin password and the bundled SyncPacks, and requests to
+/// it. stdout and stderr go to files (appended over restarts). Stopped with
+/// SIGTERM in the destructor (SIGKILL after 10 s).
 class server_process {
 public:
   explicit server_process(std::vector<std::string> extra_args = {})
-      : extra_(std::move(extra_args)) {
-    start();
-  }
+      : proc_(dir_, test::admin_server(admin_password, std::move(extra_args))) {}
   ~server_process() {
-    if (pid_ > 0)
+    if (proc_.running())
       (void) terminate();
   }
   server_process(const server_process&) = delete;
   server_process& operator=(const server_process&) = delete;
 
-  std::string data_dir() const { return dir_.file("data"); }
-  std::string output() const { return slurp(dir_.file("stdout.txt")) + slurp(dir_.file("stderr.txt")); }
-  std::string url(const std::string& path) const {
-    return fmt::format("http://127.0.0.1:{}/api/v1{}", port_, path);
-  }
+  std::string data_dir() const { return proc_.data_dir(); }
+  std::string output() const { return proc_.out() + proc_.err(); }
+  std::string url(const std::string& path) const { return proc_.url() + "/api/v1" + path; }
   std::string dump() const {
-    return fmt::format("--- server stdout ---\n{}\n--- server stderr ---\n{}",
-                       slurp(dir_.file("stdout.txt")), slurp(dir_.file("stderr.txt")));
+    return fmt::format("--- server stdout ---\n{}\n--- server stderr ---\n{}", proc_.out(),
+                       proc_.err());
   }
 
-  void start() {
-    REQUIRE(pid_ <= 0);
-    auto port_file = dir_.file(fmt::format("port-{}", ++starts_));
-    std::vector<std::string> args{binary(),   "serve",        "--listen",   "127.0.0.1:0",
-                                  "--data-dir", data_dir(), "--port-file", port_file};
-    args.insert(args.end(), extra_.begin(), extra_.end());
-    std::vector<char*> argv;
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    // The environment: ours, with the admin password and the bundled SyncPacks.
-    std::vector<std::string> env_s;
-    for (char** e = environ; e && *e; ++e) {
-      std::string_view kv(*e);
-      if (kv.rfind("STEPFLOW_ADMIN_PASSWORD=", 0) == 0 || kv.rfind("STEPFLOW_ADMIN_USER=", 0) == 0
-          || kv.rfind("STEPFLOW_SYNCPACKS_DIR=", 0) == 0)
-        continue;
-      env_s.emplace_back(kv);
-    }
-    env_s.push_back(fmt::format("STEPFLOW_ADMIN_PASSWORD={}", admin_password));
-    env_s.push_back(fmt::format("STEPFLOW_SYNCPACKS_DIR={}/syncpacks", test::source_dir()));
-    std::vector<char*> envp;
-    for (auto& e : env_s)
-      envp.push_back(e.data());
-    envp.push_back(nullptr);
-    auto out_path = dir_.file("stdout.txt");
-    auto err_path = dir_.file("stderr.txt");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    pid_t pid = 0;
-    int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    REQUIRE_MESSAGE(rc == 0, "posix_spawn failed: " << std::strerror(rc));
-    pid_ = pid;
-    // Wait for the port file (written atomically by rename).
-    auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (true) {
-      std::ifstream pf(port_file);
-      unsigned port = 0;
-      if (pf && (pf >> port) && port > 0) {
-        port_ = static_cast<uint16_t>(port);
-        break;
-      }
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        FAIL("the server exited during start-up (status " << status << ")\n" << dump());
-      }
-      if (std::chrono::steady_clock::now() > deadline) {
-        // The destructor does not run when the constructor fails: stop it here.
-        ::kill(pid_, SIGKILL);
-        waitpid(pid_, &status, 0);
-        pid_ = -1;
-        FAIL("no port file after 30 s\n" << dump());
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-  }
+  /// Starts it again after terminate(): the same data directory.
+  void start() { proc_.start(); }
 
   /// SIGTERM, wait (SIGKILL after 10 s). The exit code, or -signal.
-  int terminate() {
-    if (pid_ <= 0)
-      return -1000;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    bool killed = false;
-    while (true) {
-      pid_t w = waitpid(pid_, &status, WNOHANG);
-      if (w == pid_)
-        break;
-      if (w < 0 && errno != EINTR)
-        break;
-      if (!killed && std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid_, SIGKILL);
-        killed = true;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    pid_ = -1;
-    if (killed)
-      return -SIGKILL;
-    if (WIFEXITED(status))
-      return WEXITSTATUS(status);
-    return WIFSIGNALED(status) ? -WTERMSIG(status) : -1000;
-  }
+  int terminate() { return proc_.terminate(10s); }
 
   // -- requests (as the admin unless told otherwise) --
   reply get(const std::string& path) const { return http("GET", url(path), std::nullopt, admin()); }
@@ -353,10 +255,7 @@ public:
 
 private:
   temp_dir dir_;
-  std::vector<std::string> extra_;
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
-  int starts_ = 0;
+  test::server_process proc_;
 };
 
 const json::object& step_json(const json::value& task, std::string_view name) {

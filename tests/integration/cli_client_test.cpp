@@ -2,12 +2,8 @@
 // on 127.0.0.1 (port 0, --port-file, a temporary data directory, the
 // SyncPacks of the source tree): apps, configs, steps, run, tasks, status,
 // about, the exit codes and one-sentence errors. Every process wait is bounded.
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,166 +23,40 @@
 #include <fmt/format.h>
 
 #include "stepflow/runtime/json.hpp"
+#include "support/binary_checks.hpp"
+#include "support/binary_runner.hpp"
+#include "support/server_process.hpp"
 #include "support/temp_dir.hpp"
-
-extern char** environ;
 
 using namespace stepflow;
 using namespace std::chrono_literals;
+using stepflow::test::binary_result;
+using stepflow::test::server_process;
 using stepflow::test::temp_dir;
 
 namespace {
 
 constexpr const char* admin_password = "client-test-pw-7731";
 
-std::string binary() {
-  return stepflow::test::stepflow_binary();
-}
-
-std::string slurp(const std::string& path) {
-  return stepflow::test::read_text(path);
-}
-
-/// The environment of a child: ours, with `set` applied (an empty value
-/// removes the variable).
-std::vector<std::string> child_env(const std::map<std::string, std::string>& set) {
-  std::vector<std::string> out;
-  for (char** e = environ; *e; ++e) {
-    std::string kv = *e;
-    auto name = kv.substr(0, kv.find('='));
-    if (!set.contains(name))
-      out.push_back(kv);
+/// Runs the binary with `args` and environment changes `env` (an empty
+/// value removes the variable; 60 s at most), stdout and stderr captured
+/// through files in `dir`. Every run checks that nothing crashed or asserted
+/// and that the admin password never shows.
+binary_result run_binary(const temp_dir& dir, const std::vector<std::string>& args,
+                         const std::map<std::string, std::string>& env = {}) {
+  test::env_vars set;
+  std::vector<std::string> unset;
+  for (const auto& [k, v] : env) {
+    if (v.empty())
+      unset.push_back(k);
+    else
+      set.emplace_back(k, v);
   }
-  for (const auto& [k, v] : set)
-    if (!v.empty())
-      out.push_back(k + "=" + v);
-  return out;
-}
-
-std::vector<char*> c_strings(std::vector<std::string>& v) {
-  std::vector<char*> out;
-  for (auto& s : v)
-    out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
-pid_t spawn(std::vector<std::string> argv_s, std::vector<std::string> env_s,
-            const std::string& out_path, const std::string& err_path) {
-  auto argv = c_strings(argv_s);
-  auto envp = c_strings(env_s);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  REQUIRE_MESSAGE(rc == 0, "posix_spawn failed: " << rc);
-  return pid;
-}
-
-/// One `stepflow serve` on 127.0.0.1:0; SIGKILLed and reaped on destruction
-/// if it is still running (a failed REQUIRE must not leave a server behind).
-class server_process {
-public:
-  server_process(const temp_dir& dir, std::vector<std::string> extra = {}) {
-    port_file_ = dir.file("port");
-    out_path_ = dir.file("server-stdout.txt");
-    err_path_ = dir.file("server-stderr.txt");
-    std::vector<std::string> argv_s{binary(),     "serve",           "--listen",   "127.0.0.1:0",
-                                    "--data-dir", dir.file("data"), "--port-file", port_file_};
-    argv_s.insert(argv_s.end(), extra.begin(), extra.end());
-    pid_ = spawn(argv_s,
-                 child_env({{"STEPFLOW_ADMIN_PASSWORD", admin_password},
-                            {"STEPFLOW_ADMIN_USER", ""},
-                            {"STEPFLOW_SYNCPACKS_DIR", stepflow::test::source_dir() + "/syncpacks"}}),
-                 out_path_, err_path_);
-    // Bounded wait for the port file (written after recovery and listen).
-    auto deadline = std::chrono::steady_clock::now() + 30s;
-    for (;;) {
-      std::error_code ec;
-      if (std::filesystem::exists(port_file_, ec)) {
-        auto text = slurp(port_file_);
-        if (!text.empty() && text.back() == '\n') {
-          port_ = static_cast<uint16_t>(std::stoul(text));
-          break;
-        }
-      }
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        FAIL("stepflow serve exited at start-up; stderr: " << slurp(err_path_));
-      }
-      REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline,
-                      "stepflow serve wrote no port file within 30 s; stderr: " << slurp(err_path_));
-      std::this_thread::sleep_for(10ms);
-    }
-  }
-  ~server_process() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      waitpid(pid_, &status, 0);
-    }
-  }
-  server_process(const server_process&) = delete;
-  server_process& operator=(const server_process&) = delete;
-
-  std::string url() const { return fmt::format("http://127.0.0.1:{}", port_); }
-  std::string err() const { return slurp(err_path_); }
-
-private:
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
-  std::string port_file_;
-  std::string out_path_;
-  std::string err_path_;
-};
-
-struct result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-/// Runs the binary with `args` and environment changes `env` (60 s at most),
-/// stdout and stderr captured through files in `dir`. Every run checks that
-/// nothing crashed or asserted and that the admin password never shows.
-result run_binary(const temp_dir& dir, const std::vector<std::string>& args,
-                  const std::map<std::string, std::string>& env = {}) {
-  static int counter = 0;
-  ++counter;
-  auto out_path = dir.file(fmt::format("stdout-{}.txt", counter));
-  auto err_path = dir.file(fmt::format("stderr-{}.txt", counter));
-  std::vector<std::string> argv_s{binary()};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  auto pid = spawn(argv_s, child_env(env), out_path, err_path);
-  INFO("args: " << fmt::format("{}", fmt::join(args, " ")));
-  int status = 0;
-  auto deadline = std::chrono::steady_clock::now() + 60s;
-  for (;;) {
-    pid_t w = waitpid(pid, &status, WNOHANG);
-    if (w == pid)
-      break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      FAIL("the client did not exit within 60 s");
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  result r;
-  r.out = slurp(out_path);
-  r.err = slurp(err_path);
+  test::running_binary b{dir, args, set, unset};
+  auto r = b.wait(60);
+  test::require_clean_exit(r, args);
   INFO("stdout: " << r.out);
   INFO("stderr: " << r.err);
-  REQUIRE_MESSAGE(WIFEXITED(status), "the binary did not exit normally (signal "
-                                       << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << ")");
-  r.exit_code = WEXITSTATUS(status);
-  CHECK(r.err.find("terminate called") == std::string::npos);
-  CHECK(r.err.find("Assertion") == std::string::npos);
   CHECK(r.out.find(admin_password) == std::string::npos);
   CHECK(r.err.find(admin_password) == std::string::npos);
   return r;
@@ -199,7 +69,7 @@ json::value parse(std::string_view text) {
 }
 
 /// One sentence: a single line on stderr, "stepflow: ...".
-void check_one_sentence(const result& r) {
+void check_one_sentence(const binary_result& r) {
   CHECK(r.err.rfind("stepflow: ", 0) == 0);
   CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
 }
@@ -215,9 +85,10 @@ struct fixture {
   temp_dir dir;
   server_process server;
 
-  explicit fixture(std::vector<std::string> extra = {}) : server(dir, std::move(extra)) {}
+  explicit fixture(std::vector<std::string> extra = {})
+      : server(dir, test::admin_server(admin_password, std::move(extra))) {}
 
-  result cli(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
+  binary_result cli(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
     args.insert(args.begin(), {"--server", server.url()});
     env.emplace("STEPFLOW_PASSWORD", admin_password);
     env.emplace("STEPFLOW_SERVER", "");
@@ -352,7 +223,7 @@ TEST_CASE("configs put encrypts a value and configs get shows it masked") {
   bool plain = false;
   for (const auto& e : std::filesystem::recursive_directory_iterator(f.dir.file("data")))
     if (e.is_regular_file())
-      plain |= slurp(e.path().string()).find("hunter2-secret") != std::string::npos;
+      plain |= test::read_text(e.path().string()).find("hunter2-secret") != std::string::npos;
   CHECK_FALSE(plain);
 
   // Putting back what configs get printed would replace the secret with the

@@ -15,9 +15,7 @@
 //     the sink's answer recorded as the task's step data is the last hit of
 //     its event (so nothing ran after the run was marked finished);
 //   - the tasks with attempt >= 2 are exactly the runs the restart recovered.
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -46,12 +44,12 @@
 
 #include "stepflow/runtime/json.hpp"
 #include "support/http_test_server.hpp"
+#include "support/server_process.hpp"
 #include "support/temp_dir.hpp"
-
-extern char** environ;
 
 using namespace stepflow;
 using stepflow::test::http_test_server;
+using stepflow::test::server_process;
 using stepflow::test::temp_dir;
 using stepflow::test::test_request;
 using stepflow::test::test_response;
@@ -68,14 +66,6 @@ constexpr int total_runs = 2000;
 constexpr int kill_after_acks = 1000;
 constexpr int pusher_threads = 8;
 constexpr const char* admin_password = "crash-test-pw";
-
-std::string binary() {
-  return stepflow::test::stepflow_binary();
-}
-
-std::string slurp(const std::string& path) {
-  return stepflow::test::read_text(path);
-}
 
 std::string base64(std::string_view in) {
   static constexpr char tbl[] =
@@ -103,107 +93,6 @@ std::string base64(std::string_view in) {
   }
   return out;
 }
-
-/// One `stepflow serve` process; SIGKILLed and reaped on destruction if it
-/// is still running (a failed REQUIRE must not leave a server behind).
-class server_process {
-public:
-  server_process(const temp_dir& dir, const std::string& data_dir, const std::string& tag,
-                 std::vector<std::string> extra) {
-    port_file_ = dir.file(fmt::format("port-{}", tag));
-    out_path_ = dir.file(fmt::format("stdout-{}.txt", tag));
-    err_path_ = dir.file(fmt::format("stderr-{}.txt", tag));
-    std::vector<std::string> argv_s{binary(),      "serve",     "--listen",     "127.0.0.1:0",
-                                    "--data-dir",  data_dir,    "--port-file",  port_file_};
-    argv_s.insert(argv_s.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    REQUIRE_MESSAGE(rc == 0, "posix_spawn failed: " << rc);
-    // Bounded wait for the port file (written after recovery and listen).
-    auto deadline = std::chrono::steady_clock::now() + 30s;
-    for (;;) {
-      std::error_code ec;
-      if (std::filesystem::exists(port_file_, ec)) {
-        auto text = slurp(port_file_);
-        if (!text.empty() && text.back() == '\n') {
-          port_ = static_cast<uint16_t>(std::stoul(text));
-          break;
-        }
-      }
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        FAIL("stepflow serve exited at start-up; stderr: " << slurp(err_path_));
-      }
-      REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline,
-                      "stepflow serve wrote no port file within 30 s; stderr: "
-                        << slurp(err_path_));
-      std::this_thread::sleep_for(10ms);
-    }
-  }
-  ~server_process() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      waitpid(pid_, &status, 0);
-    }
-  }
-  server_process(const server_process&) = delete;
-  server_process& operator=(const server_process&) = delete;
-
-  pid_t pid() const noexcept { return pid_; }
-  uint16_t port() const noexcept { return port_; }
-  std::string out() const { return slurp(out_path_); }
-  std::string err() const { return slurp(err_path_); }
-
-  /// Reaps a process that was killed (by a pusher thread).
-  int reap() {
-    int status = 0;
-    pid_t w;
-    do {
-      w = waitpid(pid_, &status, 0);
-    } while (w < 0 && errno == EINTR);
-    pid_ = -1;
-    return status;
-  }
-
-  /// SIGTERM, then a bounded wait; SIGKILL if it does not stop in 20 s.
-  /// Returns true when it exited normally with 0.
-  bool stop() {
-    if (pid_ <= 0)
-      return false;
-    ::kill(pid_, SIGTERM);
-    auto deadline = std::chrono::steady_clock::now() + 20s;
-    int status = 0;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    ::kill(pid_, SIGKILL);
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return false;
-  }
-
-private:
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
-  std::string port_file_;
-  std::string out_path_;
-  std::string err_path_;
-};
 
 /// A blocking keep-alive HTTP/1.1 client on one connection (Beast). Any
 /// error closes the connection and yields nullopt; the next call reconnects.
@@ -348,7 +237,7 @@ TEST_CASE("kill -9 halfway through 2,000 runs: every acknowledged run reaches th
   int refused_before_kill = 0;
   int attempted = 0;
   {
-    server_process first{dir, data_dir, "first", opts};
+    server_process first{dir, {.data_dir = data_dir, .args = opts, .name = "first"}};
     client admin{first.port()};
     auto app = fmt::format(R"({{
       "name": "crash_sink",
@@ -427,7 +316,7 @@ TEST_CASE("kill -9 halfway through 2,000 runs: every acknowledged run reaches th
   CHECK(refused_before_kill == 0);
   CHECK(acked.size() >= size_t(kill_after_acks));
 
-  server_process second{dir, data_dir, "second", opts};
+  server_process second{dir, {.data_dir = data_dir, .args = opts, .name = "second"}};
   std::string last_status;
   bool idle = wait_idle(second.port(), 120s, last_status);
   REQUIRE_MESSAGE(idle, "runs still queued or running after 120 s: " << last_status);
@@ -517,7 +406,7 @@ TEST_CASE("kill -9 halfway through 2,000 runs: every acknowledged run reaches th
   // Every event at the sink belongs to a run the server recorded.
   CHECK(hits.size() <= all.as_array().size());
 
-  CHECK(second.stop());
+  CHECK(second.terminate(20s) == 0); // SIGTERM; SIGKILL (and a failure) after 20 s
   auto err = second.err();
   CHECK(err.find("terminate called") == std::string::npos);
   CHECK(err.find("Assertion") == std::string::npos);
