@@ -2,9 +2,7 @@
 // DirectCacheRead) run directly through step_type::run with a hand-built
 // step_context. Cache steps run against a cache over the in-memory store and
 // over an LMDB store in a temporary directory; a manual clock drives TTLs.
-#include <atomic>
 #include <chrono>
-#include <future>
 #include <memory>
 #include <string>
 
@@ -17,6 +15,7 @@
 #include "stepflow/runtime/kv_store.hpp"
 #include "stepflow/runtime/log_level.hpp"
 #include "stepflow/runtime/step.hpp"
+#include "support/step_fixture.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace stepflow;
@@ -87,17 +86,7 @@ struct fixture {
 
 /// Runs `type` with `ctx`, waits for `done` and checks it fired exactly once.
 step_outcome run_step(const step_type& type, std::shared_ptr<step_context> ctx) {
-  auto promise = std::make_shared<std::promise<step_outcome>>();
-  auto future = promise->get_future();
-  auto calls = std::make_shared<std::atomic<int>>(0);
-  type.run(std::move(ctx), [promise, calls](step_outcome out) {
-    if (++*calls == 1)
-      promise->set_value(std::move(out));
-  });
-  REQUIRE(future.wait_for(safety_bound) == std::future_status::ready);
-  auto out = future.get();
-  CHECK(calls->load() == 1);
-  return out;
+  return test::run_step(type, std::move(ctx), safety_bound);
 }
 
 step_outcome run_named(fixture& f, std::string_view type, std::string_view params_json,

@@ -2,7 +2,6 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -14,6 +13,7 @@
 #include "stepflow/runtime/json.hpp"
 #include "stepflow/runtime/step.hpp"
 #include "support/http_test_server.hpp"
+#include "support/step_fixture.hpp"
 
 namespace stepflow::connectors {
 std::shared_ptr<const step_type> make_query_rest_step();
@@ -29,29 +29,14 @@ namespace {
 constexpr auto safety_bound = std::chrono::seconds(30);
 
 std::shared_ptr<step_context> make_context(http_client* http, json::object params) {
-  auto ctx = std::make_shared<step_context>();
-  ctx->run_id = "run-1";
-  ctx->application = "app";
-  ctx->step_name = "query";
-  ctx->step_type = "QueryREST";
-  ctx->params = std::move(params);
-  ctx->log_level = 10;
+  auto ctx = test::make_step_context("QueryREST", std::move(params), "query");
   ctx->services.http = http;
   return ctx;
 }
 
+/// Runs `step` with `ctx`; the outcome of its one done() call.
 step_outcome run_step(const step_type& step, std::shared_ptr<step_context> ctx) {
-  auto promise = std::make_shared<std::promise<step_outcome>>();
-  auto future = promise->get_future();
-  auto calls = std::make_shared<std::atomic<int>>(0);
-  step.run(std::move(ctx), [promise, calls](step_outcome out) {
-    if (++*calls == 1)
-      promise->set_value(std::move(out));
-  });
-  REQUIRE(future.wait_for(safety_bound) == std::future_status::ready);
-  auto out = future.get();
-  CHECK(calls->load() == 1);
-  return out;
+  return test::run_step(step, std::move(ctx), safety_bound);
 }
 
 /// Records the last request and answers with a fixed response.

@@ -5,7 +5,6 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -18,6 +17,7 @@
 #include "stepflow/runtime/json.hpp"
 #include "stepflow/runtime/step.hpp"
 #include "support/db_servers.hpp"
+#include "support/step_fixture.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace stepflow;
@@ -62,27 +62,14 @@ struct harness {
     REQUIRE_MESSAGE(type, file);
     if (auto err = type->check(params))
       return {step_outcome::failure(message_of(err)), {}};
-    auto ctx = std::make_shared<step_context>();
-    ctx->run_id = "run-1";
+    auto ctx = test::make_step_context(file.c_str(), std::move(params), "sql");
     ctx->application = "sql_test";
-    ctx->step_name = "sql";
-    ctx->step_type = file;
-    ctx->params = std::move(params);
-    ctx->log_level = 10;
     for (auto& [name, data] : inputs)
       ctx->inputs.emplace_back(name, std::make_shared<const json::value>(std::move(data)));
-    auto promise = std::make_shared<std::promise<step_outcome>>();
-    auto future = promise->get_future();
-    auto calls = std::make_shared<std::atomic<int>>(0);
-    type->run(ctx, [promise, calls](step_outcome out) {
-      if (++*calls == 1)
-        promise->set_value(std::move(out));
-    });
+    test::started_step run{*type, ctx};
     if (during)
       during(*ctx);
-    REQUIRE(future.wait_for(safety_bound) == std::future_status::ready);
-    auto out = future.get();
-    CHECK(calls->load() == 1);
+    auto out = run.wait(safety_bound);
     return {std::move(out), ctx->take_logs()};
   }
 

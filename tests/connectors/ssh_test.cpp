@@ -1,10 +1,8 @@
 // SSHCommand against a real OpenSSH server (tests/support/sshd_server) on
 // 127.0.0.1, through libssh on a real blocking_pool.
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <future>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -22,6 +20,7 @@
 #include "stepflow/runtime/json.hpp"
 #include "stepflow/runtime/step.hpp"
 #include "support/sshd_server.hpp"
+#include "support/step_fixture.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace stepflow;
@@ -33,28 +32,12 @@ namespace {
 constexpr auto safety_bound = std::chrono::seconds(60);
 
 std::shared_ptr<step_context> make_context(json::object params) {
-  auto ctx = std::make_shared<step_context>();
-  ctx->run_id = "run-1";
-  ctx->application = "app";
-  ctx->step_name = "ssh";
-  ctx->step_type = "SSHCommand";
-  ctx->params = std::move(params);
-  ctx->log_level = 10;
-  return ctx;
+  return test::make_step_context("SSHCommand", std::move(params), "ssh");
 }
 
+/// Runs `step` with `ctx`; the outcome of its one done() call.
 step_outcome run_step(const step_type& step, std::shared_ptr<step_context> ctx) {
-  auto promise = std::make_shared<std::promise<step_outcome>>();
-  auto future = promise->get_future();
-  auto calls = std::make_shared<std::atomic<int>>(0);
-  step.run(std::move(ctx), [promise, calls](step_outcome out) {
-    if (++*calls == 1)
-      promise->set_value(std::move(out));
-  });
-  REQUIRE(future.wait_for(safety_bound) == std::future_status::ready);
-  auto out = future.get();
-  CHECK(calls->load() == 1);
-  return out;
+  return test::run_step(step, std::move(ctx), safety_bound);
 }
 
 std::string str(const json::value& v, std::string_view key) {
@@ -295,15 +278,12 @@ TEST_CASE("SSHCommand stops when the step is cancelled") {
   fixture f;
   remote_pid_reaper reaper{f.dir.file("remote.pid")};
   auto ctx = make_context(f.params("echo $$ > " + reaper.pid_file + "; exec sleep 30"));
-  auto promise = std::make_shared<std::promise<step_outcome>>();
-  auto future = promise->get_future();
-  f.step->run(ctx, [promise](step_outcome o) { promise->set_value(std::move(o)); });
+  test::started_step run{*f.step, ctx};
   // Cancel once the command runs (bounded wait).
   for (int i = 0; i < 500 && test::read_text(reaper.pid_file).empty(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   ctx->cancelled = true;
-  REQUIRE(future.wait_for(safety_bound) == std::future_status::ready);
-  auto out = future.get();
+  auto out = run.wait(safety_bound);
   REQUIRE(!out.ok);
   CHECK(contains(out.error, "cancelled"));
 }

@@ -15,8 +15,8 @@ const step_type& step_fixture::step(const char* name) {
   return *s;
 }
 
-std::shared_ptr<step_context> step_fixture::context(const char* type, json::object params,
-                                                    std::string step_name) {
+std::shared_ptr<step_context> make_step_context(const char* type, json::object params,
+                                                std::string step_name) {
   auto ctx = std::make_shared<step_context>();
   ctx->run_id = "run-1";
   ctx->application = "app";
@@ -24,6 +24,38 @@ std::shared_ptr<step_context> step_fixture::context(const char* type, json::obje
   ctx->step_type = type;
   ctx->params = std::move(params);
   ctx->log_level = 10;
+  return ctx;
+}
+
+started_step::started_step(const step_type& step, std::shared_ptr<step_context> ctx)
+    : type_(ctx->step_type), promise_(std::make_shared<std::promise<step_outcome>>()),
+      future_(promise_->get_future()), calls_(std::make_shared<std::atomic<int>>(0)) {
+  step.run(std::move(ctx), [promise = promise_, calls = calls_](step_outcome out) {
+    if (++*calls == 1)
+      promise->set_value(std::move(out));
+  });
+}
+
+step_outcome started_step::wait(std::chrono::seconds bound) {
+  if (future_.wait_for(bound) != std::future_status::ready)
+    throw std::runtime_error(type_ + " did not call done() within "
+                             + std::to_string(bound.count()) + " s");
+  auto out = future_.get();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (calls_->load() != 1)
+    throw std::runtime_error(type_ + " called done() " + std::to_string(calls_->load())
+                             + " times");
+  return out;
+}
+
+step_outcome run_step(const step_type& step, std::shared_ptr<step_context> ctx,
+                      std::chrono::seconds bound) {
+  return started_step{step, std::move(ctx)}.wait(bound);
+}
+
+std::shared_ptr<step_context> step_fixture::context(const char* type, json::object params,
+                                                    std::string step_name) {
+  auto ctx = make_step_context(type, std::move(params), std::move(step_name));
   ctx->services.http = &client;
   return ctx;
 }
@@ -36,21 +68,7 @@ step_outcome step_fixture::run(const char* type, json::object params,
   auto ctx = context(type, std::move(params), std::move(step_name));
   if (keep)
     *keep = ctx;
-  auto promise = std::make_shared<std::promise<step_outcome>>();
-  auto future = promise->get_future();
-  auto calls = std::make_shared<std::atomic<int>>(0);
-  s.run(ctx, [promise, calls](step_outcome out) {
-    if (++*calls == 1)
-      promise->set_value(std::move(out));
-  });
-  if (future.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
-    throw std::runtime_error(std::string(type) + " did not call done() within 60 s");
-  auto out = future.get();
-  std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  if (calls->load() != 1)
-    throw std::runtime_error(std::string(type) + " called done() "
-                             + std::to_string(calls->load()) + " times");
-  return out;
+  return run_step(s, std::move(ctx));
 }
 
 bool logged(const std::shared_ptr<step_context>& ctx, const std::string& needle) {

@@ -3,6 +3,11 @@
 // then run() with a step_context like the engine's (run "run-1",
 // application "app", log level debug, a real http_client), waiting for the
 // one done() call. Failures throw std::runtime_error saying what went wrong.
+// run_step() and started_step do the run() part alone, for a step and a
+// context a test makes itself.
+#include <atomic>
+#include <chrono>
+#include <future>
 #include <memory>
 #include <string>
 
@@ -11,6 +16,31 @@
 #include "stepflow/runtime/step.hpp"
 
 namespace stepflow::test {
+
+/// A context like the engine's: run "run-1", application "app", log level
+/// debug, the step `step_name` of type `type`; no services.
+std::shared_ptr<step_context> make_step_context(const char* type, json::object params,
+                                                std::string step_name = "step");
+
+/// A run() in progress: the constructor calls `step.run(ctx, done)` (no
+/// check() first); wait() gives the outcome of done().
+class started_step {
+public:
+  started_step(const step_type& step, std::shared_ptr<step_context> ctx);
+  /// The outcome of the done() call. Throws when done() is not called
+  /// within `bound`, or when it is called more than once.
+  step_outcome wait(std::chrono::seconds bound = std::chrono::seconds(60));
+
+private:
+  std::string type_;
+  std::shared_ptr<std::promise<step_outcome>> promise_;
+  std::future<step_outcome> future_;
+  std::shared_ptr<std::atomic<int>> calls_;
+};
+
+/// started_step{step, ctx}.wait(bound)
+step_outcome run_step(const step_type& step, std::shared_ptr<step_context> ctx,
+                      std::chrono::seconds bound = std::chrono::seconds(60));
 
 struct step_fixture {
   http_client client;
