@@ -139,6 +139,65 @@ void no_secret(const harness::result& r, const std::string& secret) {
     CHECK(l.message.find(secret) == std::string::npos);
 }
 
+/// A `during` for harness::run: cancels the step once its statement has had
+/// 300 ms to start.
+void cancel_soon(step_context& ctx) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ctx.cancelled = true;
+}
+
+/// A query of a missing table fails naming the backend (and `code`), a wrong
+/// password fails naming the backend (and `denial`); neither shows the
+/// password.
+void check_errors_hide_password(harness& h, const std::string& file, const json::object& base,
+                                const std::string& password, const std::string& backend,
+                                const std::string& code = "", const std::string& denial = "") {
+  auto r = h.run(file, with(base, {{"query", "SELECT * FROM no_such_table"}}));
+  REQUIRE_FALSE(r.outcome.ok);
+  CHECK(r.outcome.error.find(backend) != std::string::npos);
+  if (!code.empty())
+    CHECK(r.outcome.error.find(code) != std::string::npos);
+  no_secret(r, password);
+  auto wrong = "Wrong-" + password;
+  auto denied = h.run(file, with(base, {{"password", wrong}, {"query", "SELECT 1"}}));
+  REQUIRE_FALSE(denied.outcome.ok);
+  CHECK(denied.outcome.error.find(backend) != std::string::npos);
+  if (!denial.empty())
+    CHECK(denied.outcome.error.find(denial) != std::string::npos);
+  no_secret(denied, wrong);
+}
+
+/// On `one` (one pool thread, one connection): `slow_query` past a 1 s
+/// timeout and `cancelled_query` cancelled both fail saying so, and the
+/// thread and the connection serve the next run.
+void check_timeout_and_cancel(harness& one, const std::string& file, const json::object& base,
+                              const std::string& slow_query, const std::string& cancelled_query) {
+  auto slow = one.run(file, with(base, {{"query", slow_query}, {"timeout", 1}}));
+  REQUIRE_FALSE(slow.outcome.ok);
+  CHECK(slow.outcome.error.find("timeout") != std::string::npos);
+  auto cancelled = one.run(file, with(base, {{"query", cancelled_query}}), {}, cancel_soon);
+  REQUIRE_FALSE(cancelled.outcome.ok);
+  CHECK(cancelled.outcome.error.find("cancel") != std::string::npos);
+  // The single pool thread and connection are free again.
+  one.ok(file, with(base, {{"query", "SELECT 1 AS one"}}));
+}
+
+/// Runs `file` with `params` five times in each of six threads at once; how
+/// many of the 30 runs succeeded.
+int concurrent_successes(harness& h, const std::string& file, const json::object& params) {
+  std::vector<std::thread> threads;
+  std::atomic<int> good{0};
+  for (int t = 0; t < 6; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 5; ++i)
+        if (h.run(file, params).outcome.ok)
+          ++good;
+    });
+  for (auto& t : threads)
+    t.join();
+  return good.load();
+}
+
 } // namespace
 
 // -- pure helpers ------------------------------------------------------------
@@ -411,17 +470,8 @@ TEST_CASE("MySQL steps against a real MariaDB") {
   }
 
   SUBCASE("a SQL error names the backend and never the password") {
-    auto r = h.run("MySQLSelect", with(base, {{"query", "SELECT * FROM no_such_table"}}));
-    REQUIRE_FALSE(r.outcome.ok);
-    CHECK(r.outcome.error.find("MySQL") != std::string::npos);
-    CHECK(r.outcome.error.find("1146") != std::string::npos);
-    no_secret(r, server.password());
-    auto wrong = "Wrong-" + server.password();
-    auto denied = h.run("MySQLSelect", with(base, {{"password", wrong}, {"query", "SELECT 1"}}));
-    REQUIRE_FALSE(denied.outcome.ok);
-    CHECK(denied.outcome.error.find("MySQL") != std::string::npos);
-    CHECK(denied.outcome.error.find("Access denied") != std::string::npos);
-    no_secret(denied, wrong);
+    check_errors_hide_password(h, "MySQLSelect", base, server.password(), "MySQL", "1146",
+                               "Access denied");
     auto count = h.run("MySQLSelect", with(base, {{"query", "SELECT ?"}, {"params", json::array{}}}));
     REQUIRE_FALSE(count.outcome.ok);
     CHECK(count.outcome.error.find("placeholder") != std::string::npos);
@@ -469,19 +519,9 @@ TEST_CASE("MySQL steps against a real MariaDB") {
       pooled.ok("MySQLSelect", with(base, {{"query", "SELECT ? AS n"}, {"params", json::array{i}}}));
     CHECK(connections() == 1); // sequential runs share one connection
     // Concurrent runs: at most pool_size connections.
-    std::vector<std::thread> threads;
-    std::atomic<int> good{0};
-    for (int t = 0; t < 6; ++t)
-      threads.emplace_back([&] {
-        for (int i = 0; i < 5; ++i) {
-          auto r = pooled.run("MySQLSelect", with(base, {{"query", "SELECT SLEEP(0.02) AS s"}}));
-          if (r.outcome.ok)
-            ++good;
-        }
-      });
-    for (auto& t : threads)
-      t.join();
-    CHECK(good.load() == 30);
+    CHECK(concurrent_successes(pooled, "MySQLSelect",
+                               with(base, {{"query", "SELECT SLEEP(0.02) AS s"}}))
+          == 30);
     int open = connections();
     CHECK(open >= 1);
     CHECK(open <= 2);
@@ -506,18 +546,7 @@ TEST_CASE("MySQL steps against a real MariaDB") {
 
   SUBCASE("a timeout or a cancel stops the statement without wedging a thread") {
     harness one{json::object{{"threads", 1}, {"pool_size", 1}}};
-    auto slow = one.run("MySQLSelect", with(base, {{"query", "SELECT SLEEP(20)"}, {"timeout", 1}}));
-    REQUIRE_FALSE(slow.outcome.ok);
-    CHECK(slow.outcome.error.find("timeout") != std::string::npos);
-    auto cancelled = one.run("MySQLSelect", with(base, {{"query", "SELECT SLEEP(20) AS s"}}), {},
-                             [](step_context& ctx) {
-                               std::this_thread::sleep_for(std::chrono::milliseconds(300));
-                               ctx.cancelled = true;
-                             });
-    REQUIRE_FALSE(cancelled.outcome.ok);
-    CHECK(cancelled.outcome.error.find("cancel") != std::string::npos);
-    // The single pool thread and connection are free again.
-    one.ok("MySQLSelect", with(base, {{"query", "SELECT 1 AS one"}}));
+    check_timeout_and_cancel(one, "MySQLSelect", base, "SELECT SLEEP(20)", "SELECT SLEEP(20) AS s");
     // Nothing is left running on the server.
     CHECK(trimmed(server.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE "
                              "INFO LIKE 'SELECT SLEEP%'"))
@@ -619,17 +648,8 @@ TEST_CASE("PostgreSQL steps against a real PostgreSQL") {
   }
 
   SUBCASE("errors name the backend; injection stays data") {
-    auto r = h.run("SQLSelect", with(base, {{"query", "SELECT * FROM no_such_table"}}));
-    REQUIRE_FALSE(r.outcome.ok);
-    CHECK(r.outcome.error.find("PostgreSQL") != std::string::npos);
-    CHECK(r.outcome.error.find("42P01") != std::string::npos);
-    no_secret(r, server.password());
-    auto wrong = "Wrong-" + server.password();
-    auto denied = h.run("SQLSelect", with(base, {{"password", wrong}, {"query", "SELECT 1"}}));
-    REQUIRE_FALSE(denied.outcome.ok);
-    CHECK(denied.outcome.error.find("PostgreSQL") != std::string::npos);
-    CHECK(denied.outcome.error.find("password authentication failed") != std::string::npos);
-    no_secret(denied, wrong);
+    check_errors_hide_password(h, "SQLSelect", base, server.password(), "PostgreSQL", "42P01",
+                               "password authentication failed");
     std::string evil = "x'); DROP TABLE people; --";
     h.ok("SQLInsert", with(base, {{"table", "people"}, {"rows", json::object{{"name", evil}}}}));
     auto back = h.ok("SQLSelect", with(base, {{"query", "SELECT name FROM people WHERE name = $1"},
@@ -644,18 +664,7 @@ TEST_CASE("PostgreSQL steps against a real PostgreSQL") {
 
   SUBCASE("a timeout or a cancel stops the statement without wedging a thread") {
     harness one{json::object{{"threads", 1}, {"pool_size", 1}}};
-    auto slow = one.run("SQLSelect", with(base, {{"query", "SELECT pg_sleep(30)"}, {"timeout", 1}}));
-    REQUIRE_FALSE(slow.outcome.ok);
-    CHECK(slow.outcome.error.find("timeout") != std::string::npos);
-    auto cancelled = one.run("SQLSelect", with(base, {{"query", "SELECT pg_sleep(30)"}}), {},
-                             [](step_context& ctx) {
-                               std::this_thread::sleep_for(std::chrono::milliseconds(300));
-                               ctx.cancelled = true;
-                             });
-    REQUIRE_FALSE(cancelled.outcome.ok);
-    CHECK(cancelled.outcome.error.find("cancel") != std::string::npos);
-    // The single pool thread and connection are free again.
-    one.ok("SQLSelect", with(base, {{"query", "SELECT 1 AS one"}}));
+    check_timeout_and_cancel(one, "SQLSelect", base, "SELECT pg_sleep(30)", "SELECT pg_sleep(30)");
   }
 
   SUBCASE("the pool keeps the connection count bounded; a killed connection is reopened") {
@@ -664,17 +673,8 @@ TEST_CASE("PostgreSQL steps against a real PostgreSQL") {
                                           "application_name = 'stepflow'")));
     };
     harness pooled{json::object{{"pool_size", 3}, {"threads", 6}}};
-    std::vector<std::thread> threads;
-    std::atomic<int> good{0};
-    for (int t = 0; t < 6; ++t)
-      threads.emplace_back([&] {
-        for (int i = 0; i < 5; ++i)
-          if (pooled.run("SQLSelect", with(base, {{"query", "SELECT pg_sleep(0.02)"}})).outcome.ok)
-            ++good;
-      });
-    for (auto& t : threads)
-      t.join();
-    CHECK(good.load() == 30);
+    CHECK(concurrent_successes(pooled, "SQLSelect", with(base, {{"query", "SELECT pg_sleep(0.02)"}}))
+          == 30);
     int open = connections();
     CHECK(open >= 1);
     CHECK(open <= 3);
@@ -747,15 +747,7 @@ TEST_CASE("ODBC steps through psqlODBC against a real PostgreSQL") {
     CHECK(row(cols, 0).at("key") == json::value("primary"));
     CHECK(row(cols, 1).at("nullable") == json::value(false));
     CHECK(row(cols, 2).at("nullable") == json::value(true));
-    auto r = h.run("SQLSelect", with(base, {{"query", "SELECT * FROM no_such_table"}}));
-    REQUIRE_FALSE(r.outcome.ok);
-    CHECK(r.outcome.error.find("ODBC") != std::string::npos);
-    no_secret(r, server.password());
-    auto wrong = "Wrong-" + server.password();
-    auto denied = h.run("SQLSelect", with(base, {{"password", wrong}, {"query", "SELECT 1"}}));
-    REQUIRE_FALSE(denied.outcome.ok);
-    CHECK(denied.outcome.error.find("ODBC") != std::string::npos);
-    no_secret(denied, wrong);
+    check_errors_hide_password(h, "SQLSelect", base, server.password(), "ODBC");
   }
 
   SUBCASE("the MS-SQL steps build their connection string from host, port and driver_name") {
@@ -774,11 +766,8 @@ TEST_CASE("ODBC steps through psqlODBC against a real PostgreSQL") {
   }
 
   SUBCASE("a cancel interrupts the ODBC statement (SQLCancel)") {
-    auto cancelled = h.run("SQLSelect", with(base, {{"query", "SELECT pg_sleep(20)"}}), {},
-                           [](step_context& ctx) {
-                             std::this_thread::sleep_for(std::chrono::milliseconds(300));
-                             ctx.cancelled = true;
-                           });
+    auto cancelled =
+      h.run("SQLSelect", with(base, {{"query", "SELECT pg_sleep(20)"}}), {}, cancel_soon);
     REQUIRE_FALSE(cancelled.outcome.ok);
     CHECK(cancelled.outcome.error.find("cancelled") != std::string::npos);
     h.ok("SQLSelect", with(base, {{"query", "SELECT 1 AS one"}}));
