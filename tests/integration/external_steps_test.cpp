@@ -234,27 +234,41 @@ TEST_CASE("manifest steps: a warm process, a timeout, a crash, a memory ceiling"
   }
 }
 
-TEST_CASE("killing a step process mid-run fails that step and nothing else hangs") {
-  temp_dir dir;
-  // The step writes its pid to a file, then hangs until killed.
-  auto script = dir.write("pack/steps/pid_then_hang.py", fmt::format(R"(import json, os, sys, time
+namespace {
+
+/// A SyncPack in `dir` whose one step (Killable) writes its pid to
+/// dir/step.pid and then hangs without reading stdin.
+std::string killable_pack(const temp_dir& dir) {
+  dir.write("pack/steps/pid_then_hang.py", fmt::format(R"(import json, os, sys, time
 print(json.dumps({{"type": "ready", "protocol": 1}}), flush=True)
 for line in sys.stdin:
     open({}, "w").write(str(os.getpid()))
     time.sleep(120)
 )", quote_json(dir.file("step.pid"))));
-  auto pack = write_pack(dir, R"({"steps": [{"name": "K", "file": "Killable"}]})",
-                         {{"Killable.step.json",
-                           R"({"command": ["/usr/bin/python3", "pid_then_hang.py"]})"}});
-  running_binary run{dir, {"run", "ext_app", "--json", "--data-dir", dir.file("data"),
-                           "--syncpack", pack}, {}};
-  int pid = 0;
-  for (int i = 0; i < 3000 && pid == 0; ++i) { // bounded: 30 s
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return write_pack(dir, R"({"steps": [{"name": "K", "file": "Killable"}]})",
+                    {{"Killable.step.json",
+                      R"({"command": ["/usr/bin/python3", "pid_then_hang.py"]})"}});
+}
+
+/// The pid the Killable step wrote, waiting at most 30 s for it.
+int wait_for_step_pid(const temp_dir& dir) {
+  for (int i = 0; i < 3000; ++i) {
     auto text = test::read_text(dir.file("step.pid"));
     if (!text.empty())
-      pid = std::stoi(text);
+      return std::stoi(text);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  return 0;
+}
+
+} // namespace
+
+TEST_CASE("killing a step process mid-run fails that step and nothing else hangs") {
+  temp_dir dir;
+  auto pack = killable_pack(dir);
+  running_binary run{dir, {"run", "ext_app", "--json", "--data-dir", dir.file("data"),
+                           "--syncpack", pack}, {}};
+  int pid = wait_for_step_pid(dir);
   REQUIRE_MESSAGE(pid > 0, "the step process never started");
   REQUIRE(::kill(pid, SIGKILL) == 0);
   auto r = run.wait(60);
@@ -263,28 +277,13 @@ for line in sys.stdin:
   auto task = parse_object(r.out);
   auto err = std::string(step_named(task, "K").at("error").as_string());
   CHECK(err.find("killed by signal 9") != std::string::npos);
-  (void) script;
 }
 
 TEST_CASE("a step process does not outlive stepflow killed with SIGKILL") {
   temp_dir dir;
-  dir.write("pack/steps/pid_then_hang.py", fmt::format(R"(import json, os, sys, time
-print(json.dumps({{"type": "ready", "protocol": 1}}), flush=True)
-for line in sys.stdin:
-    open({}, "w").write(str(os.getpid()))
-    time.sleep(120)
-)", quote_json(dir.file("step.pid"))));
-  auto pack = write_pack(dir, R"({"steps": [{"name": "K", "file": "Killable"}]})",
-                         {{"Killable.step.json",
-                           R"({"command": ["/usr/bin/python3", "pid_then_hang.py"]})"}});
+  auto pack = killable_pack(dir);
   running_binary run{dir, {"run", "ext_app", "--data-dir", dir.file("data"), "--syncpack", pack}, {}};
-  int pid = 0;
-  for (int i = 0; i < 3000 && pid == 0; ++i) { // bounded: 30 s
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    auto text = test::read_text(dir.file("step.pid"));
-    if (!text.empty())
-      pid = std::stoi(text);
-  }
+  int pid = wait_for_step_pid(dir);
   REQUIRE_MESSAGE(pid > 0, "the step process never started");
   REQUIRE(::kill(run.pid(), SIGKILL) == 0);
   auto r = run.wait(30);
