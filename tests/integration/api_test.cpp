@@ -637,6 +637,8 @@ TEST_CASE("replay runs a task again with the same params, configuration and queu
   CHECK(second.at("params") == first.at("params"));
   CHECK(second.at("configuration") == json::value("api_replay_cfg"));
   CHECK(second.at("queue") == json::value("replayq"));
+  CHECK(second.at("replay_of") == json::value(json::string(id)));
+  CHECK(first.at("replay_of").is_null());
   CHECK(step_json(second, "S").at("data") == json::value("again!"));
 
   CHECK(srv.post("/tasks/isapp-00000000-0000-4000-8000-000000000000/replay", std::string{}).status

@@ -471,6 +471,7 @@ void task_service::submit(run_request req, std::function<void(caf::expected<run_
   rec->status = run_status::pending;
   rec->created_ns = now_ns();
   rec->parent_task = req.parent_task;
+  rec->replay_of = req.replay_of;
   for (const auto& s : app->steps) {
     step_record sr;
     sr.name = s.name;
@@ -635,6 +636,7 @@ void task_service::replay(const std::string& task_id,
   req.queue = (*rec)->queue;
   req.priority = (*rec)->priority;
   req.log_level = (*rec)->log_level;
+  req.replay_of = task_id;
   submit(std::move(req), std::move(done));
 }
 

@@ -53,6 +53,8 @@ struct run_request {
   int priority = 0;
   int log_level = -1; ///< -1 = from params.loglevel or the default
   std::string parent_task;
+  /// The task this run replays ("" when it is not a replay).
+  std::string replay_of;
   /// Runs this application instead of looking `application` up (POST
   /// /steps/run). It lives only in memory: after a crash such a run fails
   /// with "application ... no longer exists" instead of running again.

@@ -111,6 +111,8 @@ json::value to_json(const run_record& r, bool with_data) {
                  {"error", r.error.empty() ? json::value(nullptr) : json::value(r.error)},
                  {"parent_task", r.parent_task.empty() ? json::value(nullptr)
                                                        : json::value(r.parent_task)},
+                 {"replay_of", r.replay_of.empty() ? json::value(nullptr)
+                                                   : json::value(r.replay_of)},
                  {"attempt", r.attempt},
                  {"href", fmt::format("/api/v1/tasks/{}", r.task_id)},
                  {"steps", std::move(steps)}};
@@ -138,6 +140,7 @@ caf::expected<run_record> from_json(const json::value& v) {
   r.ended_ns = get_i64(o, "ended_ns");
   r.error = get_str(o, "error");
   r.parent_task = get_str(o, "parent_task");
+  r.replay_of = get_str(o, "replay_of");
   r.attempt = static_cast<uint32_t>(get_i64(o, "attempt"));
   if (auto it = o.find("steps"); it != o.end() && it->value().is_array())
     for (const auto& sv : it->value().get_array()) {

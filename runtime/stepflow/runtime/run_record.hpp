@@ -49,6 +49,8 @@ struct run_record {
   /// Why the run failed before or outside its steps ("" otherwise).
   std::string error;
   std::string parent_task;
+  /// The task this one replays (POST /tasks/{id}/replay), "" otherwise.
+  std::string replay_of;
   uint32_t attempt = 1;
   std::vector<step_record> steps;
 };
