@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -40,7 +41,7 @@ public:
   }
 
 private:
-  static caf::error load(const fs::path& file, step_registry& registry) {
+  caf::error load(const fs::path& file, step_registry& registry) {
     // RTLD_LOCAL: a plugin's own symbols stay its own. Never closed: its
     // step types live in the registry until the process ends.
     void* handle = ::dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -64,8 +65,12 @@ private:
                                             "the plugin against this stepflow's headers)",
                                             p->toolchain ? p->toolchain : "(unknown)",
                                             STEPFLOW_PLUGIN_TOOLCHAIN));
-    if (!p->name || !*p->name || !p->add_steps)
-      return plugin_error(file, "has no name or no add_steps function");
+    if (!p->name || !*p->name || !p->version || !*p->version || !p->add_steps)
+      return plugin_error(file, "has no name, no version or no add_steps function");
+    if (auto it = loaded_.find(p->name); it != loaded_.end())
+      return plugin_error(file, fmt::format("is plugin {} {}, which is already loaded from {}",
+                                            quote_json(p->name), p->version, it->second));
+    loaded_.emplace(p->name, file.string());
     const char* failed = nullptr;
     try {
       failed = p->add_steps(&registry);
@@ -81,6 +86,7 @@ private:
   }
 
   std::vector<fs::path> files_;
+  std::map<std::string, std::string> loaded_; ///< plugin name -> file
 };
 
 caf::error collect(const fs::path& dir, bool must_exist, std::vector<fs::path>& out) {

@@ -327,6 +327,15 @@ TEST_CASE("plugins that do not fit are refused with one sentence naming the file
   check_refused("abi", "was built for plugin ABI 999; this stepflow loads ABI 1");
   check_refused("toolchain", "was built with gcc1/cxx11abi0/boost1/caf1");
   check_refused("no_entry", "exports no stepflow_plugin_entry()");
+  // The same plugin twice (two copies of one library): refused by name.
+  fs::create_directories(dir.file("twice"));
+  fs::copy_file(build_dir() + "/plugins/libstepflow_example_plugin.so", dir.file("twice/a.so"));
+  fs::copy_file(build_dir() + "/plugins/libstepflow_example_plugin.so", dir.file("twice/b.so"));
+  auto twice = run_stepflow(dir, {"run", app, "--data-dir", dir.file("data")},
+                            {{"STEPFLOW_PLUGIN_DIR", dir.file("twice")}});
+  CHECK(twice.exit_code == 2);
+  CHECK(twice.err.find("b.so: is plugin \"example_plugin\" 1.0.0, which is already loaded from")
+        != std::string::npos);
   auto r = run_stepflow(dir, {"run", app, "--data-dir", dir.file("data")},
                         {{"STEPFLOW_PLUGIN_DIR", dir.file("no-such-dir")}});
   CHECK(r.exit_code == 2);
