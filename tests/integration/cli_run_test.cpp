@@ -575,3 +575,30 @@ TEST_CASE("an SL1 event syncs to a ServiceNow incident and back through the simu
   CHECK(s.at("distinct_events") == 1);
   CHECK(s.at("event_ids").as_array().at(0) == 12503);
 }
+
+TEST_CASE("the bundled sl1_servicenow_demo SyncPack runs against the simulators") {
+  temp_dir dir;
+  stepflow::test::sim_process snow("snow");
+  stepflow::test::sim_process sl1("sl1", {"--events", "5"});
+  // The bundled configuration names the simulators' default ports; this run
+  // points a configuration of the same shape at the random ones.
+  auto cfg = dir.write("demo_config.json", fmt::format(R"({{
+    "name": "sl1_servicenow_demo_config",
+    "configuration_data": [
+      {{"name": "sl1_url", "value": "{}", "encrypted": false}},
+      {{"name": "sl1_user", "value": "em7admin", "encrypted": false}},
+      {{"name": "sl1_password", "value": "s3cret-sl1", "encrypted": true}},
+      {{"name": "snow_url", "value": "{}", "encrypted": false}},
+      {{"name": "snow_user", "value": "admin", "encrypted": false}},
+      {{"name": "snow_password", "value": "s3cret-snow", "encrypted": true}}]}})", sl1.url(), snow.url()));
+  auto r = run_app(dir, "sl1_event_to_incident",
+                   {"--config", cfg, "--param", "event_id=3", "--json"});
+  REQUIRE_MESSAGE(r.exit_code == 0, std::string(r.out + r.err));
+  auto task = parse(r.out);
+  CHECK(step_json(task, "Create Incident").at("data").at("number") == "INC0010001");
+  auto event = parse(read_url(sl1.url() + "/api/event/3"));
+  CHECK(event.at("ext_ticket_ref") == "INC0010001");
+  // Passwords reach the far sides, never the output.
+  CHECK(r.out.find("s3cret") == std::string::npos);
+  CHECK(r.err.find("s3cret") == std::string::npos);
+}
