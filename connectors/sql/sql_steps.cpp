@@ -26,7 +26,9 @@ namespace {
 constexpr double default_timeout_s = 30;
 
 enum class operation { select, insert, describe };
-enum class flavour { mysql, mssql, generic };
+/// mysql: PowerFlow's MySQL steps; sl1: the same against the SL1 database
+/// (MariaDB, port 7706 by default); mssql: ODBC with FreeTDS; generic: any.
+enum class flavour { mysql, sl1, mssql, generic };
 
 /// What every step of the connector shares. Members are destroyed in
 /// reverse order: the workers (running what is queued) before the pool.
@@ -98,7 +100,7 @@ caf::expected<driver_kind> parse_driver(std::string_view text) {
 /// The connection target a step's parameters describe.
 caf::expected<target> target_from(const json::object& params, flavour f) {
   target t;
-  if (f == flavour::mysql) {
+  if (f == flavour::mysql || f == flavour::sl1) {
     t.driver = driver_kind::mysql;
   } else if (f == flavour::mssql) {
     t.driver = driver_kind::odbc;
@@ -122,7 +124,7 @@ caf::expected<target> target_from(const json::object& params, flavour f) {
     t.driver_name = "FreeTDS";
   int default_port = 0;
   if (t.driver == driver_kind::mysql)
-    default_port = 3306;
+    default_port = f == flavour::sl1 ? 7706 : 3306;
   else if (t.driver == driver_kind::postgresql)
     default_port = 5432;
   else if (f == flavour::mssql)
@@ -197,8 +199,14 @@ class sql_step final : public step_type {
 public:
   sql_step(std::shared_ptr<shared_state> state, operation op, flavour f)
     : state_(std::move(state)), op_(op), flavour_(f) {
-    std::string prefix = f == flavour::mysql ? "MySQL" : f == flavour::mssql ? "MSSQL" : "SQL";
-    std::string friendly = f == flavour::mysql ? "MySQL" : f == flavour::mssql ? "MS-SQL" : "SQL";
+    std::string prefix = f == flavour::mysql   ? "MySQL"
+                         : f == flavour::sl1   ? "SL1Database"
+                         : f == flavour::mssql ? "MSSQL"
+                                               : "SQL";
+    std::string friendly = f == flavour::mysql   ? "MySQL"
+                           : f == flavour::sl1   ? "SL1 Database"
+                           : f == flavour::mssql ? "MS-SQL"
+                                                 : "SQL";
     std::string verb = op == operation::select ? "Select"
                        : op == operation::insert ? "Insert"
                                                  : "Describe";
@@ -208,6 +216,7 @@ public:
     info_.syncpack = "base_steps";
     std::string where = f == flavour::mysql   ? "a MySQL/MariaDB database (e.g. the SL1 database "
                                                 "on port 7706)"
+                        : f == flavour::sl1   ? "the SL1 database (MariaDB, port 7706 by default)"
                         : f == flavour::mssql ? "a Microsoft SQL Server database through ODBC "
                                                 "(FreeTDS by default)"
                                               : "a MySQL, PostgreSQL, SQLite or ODBC database";
@@ -237,9 +246,10 @@ public:
     if (f == flavour::generic)
       add("driver", "string", nullptr, "mysql, postgresql, sqlite or odbc.", true);
     add("host", "string", nullptr, "Server host name or address (e.g. ${config.db_host}).",
-        f == flavour::mysql);
+        f == flavour::mysql || f == flavour::sl1);
     add("port", "number",
         f == flavour::mysql   ? json::value(3306)
+        : f == flavour::sl1   ? json::value(7706)
         : f == flavour::mssql ? json::value(1433)
                               : json::value(nullptr),
         f == flavour::generic ? "Server port (default 3306 for mysql, 5432 for postgresql)."
@@ -250,7 +260,7 @@ public:
     add("database", "string", "", "Database (schema) to use; empty for the server's default.");
     if (f == flavour::generic)
       add("path", "string", "", "sqlite: the database file (created when missing).");
-    if (f != flavour::mysql) {
+    if (f == flavour::mssql || f == flavour::generic) {
       add("driver_name", "string", f == flavour::mssql ? json::value("FreeTDS") : json::value(""),
           "odbc: the ODBC driver (odbcinst.ini name or .so path) used with host, port, database.");
       add("dsn", "string", "", "odbc: a DSN from odbc.ini instead of host/driver_name.");
@@ -552,10 +562,13 @@ public:
   explicit sql_connector(std::shared_ptr<shared_state> state) : state_(std::move(state)) {}
 
   caf::error add_steps(step_registry& registry) override {
-    for (auto f : {flavour::mysql, flavour::mssql, flavour::generic})
-      for (auto op : {operation::select, operation::insert, operation::describe})
+    for (auto f : {flavour::mysql, flavour::sl1, flavour::mssql, flavour::generic})
+      for (auto op : {operation::select, operation::insert, operation::describe}) {
+        if (f == flavour::sl1 && op == operation::insert)
+          continue; // SL1's database is read, not written, by integrations
         if (auto err = registry.add(std::make_shared<sql_step>(state_, op, f)))
           return err;
+      }
     return {};
   }
 

@@ -308,11 +308,21 @@ TEST_CASE("connector options are validated once, in the factory") {
                                                         {"MSSQLDescribe", "MS-SQL Describe"},
                                                         {"SQLSelect", "SQL Select"},
                                                         {"SQLInsert", "SQL Insert"},
-                                                        {"SQLDescribe", "SQL Describe"}}) {
+                                                        {"SQLDescribe", "SQL Describe"},
+                                                        {"SL1DatabaseSelect", "SL1 Database Select"},
+                                                        {"SL1DatabaseDescribe", "SL1 Database Describe"}}) {
     auto* type = h.registry.find(file);
     REQUIRE_MESSAGE(type, file);
     CHECK(type->info().friendly_name == friendly);
   }
+  // The SL1 database is read, not written; it listens on 7706 by default.
+  CHECK(h.registry.find("SL1DatabaseInsert") == nullptr);
+  auto* sl1 = h.registry.find("SL1DatabaseSelect");
+  REQUIRE(sl1);
+  bool port_7706 = false;
+  for (const auto& p : sl1->info().params)
+    port_7706 = port_7706 || (p.name == "port" && p.default_value == json::value(7706));
+  CHECK(port_7706);
 }
 
 TEST_CASE("step parameters are checked before a run") {
@@ -360,6 +370,14 @@ TEST_CASE("MySQL steps against a real MariaDB") {
              "INSERT INTO people (name, age) VALUES ('ann', 31), ('bob', 45), ('cy', NULL);");
   harness h;
   auto base = mysql_params();
+
+  SUBCASE("the SL1 database steps are the MySQL steps with SL1's defaults") {
+    auto rows = h.ok("SL1DatabaseSelect",
+                     with(base, {{"query", "SELECT name FROM people WHERE age > ? ORDER BY name"},
+                                 {"params", json::array{40}}}));
+    REQUIRE(rows.as_array().size() == 1);
+    CHECK(row(rows, 0).at("name") == json::value("bob"));
+  }
 
   SUBCASE("select with bound params of every type") {
     auto rows = h.ok("MySQLSelect",
