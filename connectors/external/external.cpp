@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <cctype>
 #include <mutex>
 #include <cstdlib>
@@ -72,9 +73,20 @@ public:
   static constexpr process_pool::group_id deleted = static_cast<process_pool::group_id>(-1);
 
   external_step(std::shared_ptr<shared_state> state, process_pool::group_id group, step_info info)
-    : state_(std::move(state)), group_(group), info_(std::move(info)) {}
+    : state_(std::move(state)), group_(group) {
+    infos_.push_back(std::move(info));
+    info_ = &infos_.back();
+  }
 
-  const step_info& info() const noexcept override { return info_; }
+  const step_info& info() const noexcept override { return *info_.load(); }
+
+  /// A new description (an uploaded step replaced). Earlier ones stay
+  /// allocated, so a reference handed out by info() never dangles.
+  void set_info(step_info info) {
+    std::lock_guard<std::mutex> guard{infos_mtx_};
+    infos_.push_back(std::move(info));
+    info_ = &infos_.back();
+  }
 
   /// Points the step at other processes (an uploaded step's new code, or
   /// `deleted`); returns the previous group. Runs already queued keep theirs.
@@ -86,7 +98,7 @@ public:
   void run(std::shared_ptr<step_context> ctx, step_done done) const override {
     auto group = group_.load();
     if (group == deleted) {
-      done(step_outcome::failure(fmt::format("step type {} was deleted", info_.name)));
+      done(step_outcome::failure(fmt::format("step type {} was deleted", info().name)));
       return;
     }
     process_task task;
@@ -127,7 +139,7 @@ private:
                        quote_json(id), quote_json(ctx.run_id), quote_json(ctx.application));
     out += fmt::format(R"("step":{{"name":{},"file":{},"syncpack":{}}},"params":)",
                        quote_json(ctx.step_name), quote_json(ctx.step_type),
-                       quote_json(info_.syncpack));
+                       quote_json(info().syncpack));
     out += to_json(ctx.params);
     out += R"(,"inputs":[)";
     bool first = true;
@@ -219,7 +231,9 @@ private:
 
   std::shared_ptr<shared_state> state_;
   std::atomic<process_pool::group_id> group_;
-  step_info info_;
+  std::mutex infos_mtx_;
+  std::deque<step_info> infos_;
+  std::atomic<const step_info*> info_{nullptr};
 };
 
 /// Uploaded steps (POST /api/v1/steps) by name. Entries are never removed,
@@ -417,15 +431,16 @@ public:
       return err;
     auto found = python_step(file, pack, defaults_, opts_);
     auto group = state_->pool.add_group(found.spec);
+    found.info.friendly_name = str("friendly_name", name);
+    found.info.description = str("description", "Uploaded PowerFlow Python step");
+    found.info.version = str("version", "1.0.0");
     if (auto it = uploaded_->steps.find(name); it != uploaded_->steps.end()) {
+      it->second->set_info(std::move(found.info));
       auto old = it->second->swap_group(group);
       if (old != external_step::deleted)
         state_->pool.retire(old);
       return {};
     }
-    found.info.friendly_name = str("friendly_name", name);
-    found.info.description = str("description", "Uploaded PowerFlow Python step");
-    found.info.version = str("version", "1.0.0");
     uploaded_->steps.emplace(name, std::make_shared<external_step>(state_, group, found.info));
     return {};
   }
