@@ -34,6 +34,9 @@ int main(int argc, char** argv) {
                                    const std::string& data_dir) {
     return stepflow::connectors::install_uploaded_step(connectors, definition, data_dir);
   };
+  env.connector_status = [&connectors] {
+    return stepflow::connectors::external_status(connectors);
+  };
   env.remove_step = [&connectors](const std::string& name) {
     stepflow::connectors::remove_uploaded_step(connectors, name);
   };

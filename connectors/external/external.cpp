@@ -94,6 +94,7 @@ public:
     return group_.exchange(g);
   }
   bool is_deleted() const noexcept { return group_.load() == deleted; }
+  process_pool::group_id group() const noexcept { return group_.load(); }
 
   void run(std::shared_ptr<step_context> ctx, step_done done) const override {
     auto group = group_.load();
@@ -468,12 +469,35 @@ public:
       auto group = state_->pool.add_group(s.spec);
       if (auto err = registry.add(std::make_shared<external_step>(state_, group, s.info)))
         return err;
+      fixed_.emplace_back(s.info.name, group);
     }
     steps_.clear();
     return {};
   }
 
+  /// Counters of the step types whose processes have started.
+  json::object status() const {
+    json::object types;
+    auto add = [&](const std::string& name, process_pool::group_id g) {
+      auto st = state_->pool.stats(g);
+      if (st.started == 0)
+        return;
+      types[name] = json::object{{"processes", st.processes}, {"busy", st.busy},
+                                 {"queued", st.queued},       {"started", st.started},
+                                 {"recycled", st.recycled},   {"died", st.died},
+                                 {"tasks", st.tasks}};
+    };
+    for (const auto& [name, g] : fixed_)
+      add(name, g);
+    std::lock_guard<std::mutex> guard{uploaded_->mtx};
+    for (const auto& [name, step] : uploaded_->steps)
+      if (!step->is_deleted())
+        add(name, step->group());
+    return json::object{{"step_processes", std::move(types)}};
+  }
+
 private:
+  std::vector<std::pair<std::string, process_pool::group_id>> fixed_;
   external_options opts_;
   process_spec defaults_;
   std::vector<found_step> steps_;
@@ -560,6 +584,13 @@ caf::error install_uploaded_step(const std::vector<std::shared_ptr<connector>>& 
     if (auto* e = dynamic_cast<external_connector*>(c.get()))
       return e->install(definition, data_dir);
   return make_error(errc::unavailable, "no step host: the external connector is not loaded");
+}
+
+json::object external_status(const std::vector<std::shared_ptr<connector>>& connectors) {
+  for (const auto& c : connectors)
+    if (auto* e = dynamic_cast<external_connector*>(c.get()))
+      return e->status();
+  return {};
 }
 
 void remove_uploaded_step(const std::vector<std::shared_ptr<connector>>& connectors,

@@ -30,6 +30,10 @@ caf::expected<std::shared_ptr<connector>> make_external_connector(const connecto
 caf::error install_uploaded_step(const std::vector<std::shared_ptr<connector>>& connectors,
                                  const json::object& definition, const std::string& data_dir);
 
+/// {"step_processes": {"<step type>": {processes, busy, queued, started,
+/// recycled, died, tasks}}} for the step types that have started a process.
+json::object external_status(const std::vector<std::shared_ptr<connector>>& connectors);
+
 /// The uploaded step `name` is no longer found; running tasks finish.
 void remove_uploaded_step(const std::vector<std::shared_ptr<connector>>& connectors,
                           const std::string& name);

@@ -939,6 +939,13 @@ TEST_CASE("uploaded Python step code runs, is replaced, survives a restart and i
     return step_json(t, "U").at("data");
   };
   CHECK(run_data() == json::value("foo"));
+  // The step's processes are visible in GET /status.
+  auto status = srv.get("/status");
+  INFO(status.body);
+  auto status_json = status.json();
+  const auto& procs = status_json.at("step_processes").at("UploadedStep");
+  CHECK(procs.at("tasks").to_number<int>() == 1);
+  CHECK(procs.at("started").to_number<int>() == 1);
   // New code replaces the old for the next runs.
   CHECK(upload("bar").status == 200);
   CHECK(run_data() == json::value("bar"));

@@ -26,6 +26,9 @@ struct cli_environment {
   std::function<caf::error(const json::object&, const std::string&)> install_step;
   /// Forgets an uploaded step. May be empty.
   std::function<void(const std::string&)> remove_step;
+  /// What the connectors report for GET /api/v1/status (step processes...),
+  /// merged into its answer. May be empty.
+  std::function<json::object()> connector_status;
 };
 
 int run_cli(int argc, char** argv, const cli_environment& env);

@@ -216,13 +216,17 @@ int run_server(const serve_options& o, const cli_environment& env) {
   actx.install_step = install_step;
   actx.remove_step = env.remove_step;
   auto* store_ptr = store->get();
-  actx.health = [store_ptr, &eng]() {
+  actx.health = [store_ptr, &eng, &env]() {
     auto st = store_ptr->stats();
-    return json::object{{"store", json::object{{"status", "ok"},
-                                               {"map_size", st.map_size},
-                                               {"commits", st.commits},
-                                               {"batches", st.batches}}},
-                        {"engine", json::object{{"active_runs", eng->active_runs()}}}};
+    json::object out{{"store", json::object{{"status", "ok"},
+                                            {"map_size", st.map_size},
+                                            {"commits", st.commits},
+                                            {"batches", st.batches}}},
+                     {"engine", json::object{{"active_runs", eng->active_runs()}}}};
+    if (env.connector_status)
+      for (auto& kv : env.connector_status())
+        out[kv.key()] = std::move(kv.value());
+    return out;
   };
   rest_api api{std::move(actx)};
   auto server = http_server::start(hso, [&api](std::shared_ptr<const http_request_data> req,
