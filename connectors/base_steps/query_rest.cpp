@@ -85,7 +85,7 @@ public:
     info_.syncpack = "base_steps";
     auto add = [&](std::string name, std::string type, json::value def, std::string description,
                    bool required = false) {
-      http_common::add_param(info_.params, std::move(name), std::move(type), std::move(def),
+      add_param(info_.params, std::move(name), std::move(type), std::move(def),
                              std::move(description), required);
     };
     add("prefix_url", "string", nullptr,

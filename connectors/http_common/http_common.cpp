@@ -47,11 +47,6 @@ caf::error read_http_defaults(const json::object& options, std::string_view scop
 
 // -- step parameters ----------------------------------------------------------
 
-void add_param(std::vector<param_info>& params, std::string name, std::string type,
-               json::value def, std::string description, bool required) {
-  params.push_back(param_info{std::move(name), std::move(description), required, std::move(def),
-                              std::move(type)});
-}
 
 void add_basic_auth_params(std::vector<param_info>& params) {
   add_param(params, "user", "string", "", "User for basic authentication (alias: username).");

@@ -53,9 +53,6 @@ caf::error read_http_defaults(const json::object& options, std::string_view scop
 
 // -- step parameters ----------------------------------------------------------
 
-/// Appends a parameter description.
-void add_param(std::vector<param_info>& params, std::string name, std::string type,
-               json::value def, std::string description, bool required = false);
 
 /// Appends user, username (its alias) and password.
 void add_basic_auth_params(std::vector<param_info>& params);

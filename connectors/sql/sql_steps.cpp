@@ -240,8 +240,8 @@ public:
     }
     auto add = [&](std::string name, std::string type, json::value def, std::string description,
                    bool required = false) {
-      info_.params.push_back(param_info{std::move(name), std::move(description), required,
-                                        std::move(def), std::move(type)});
+      add_param(info_.params, std::move(name), std::move(type), std::move(def), std::move(description),
+                required);
     };
     if (f == flavour::generic)
       add("driver", "string", nullptr, "mysql, postgresql, sqlite or odbc.", true);

@@ -99,8 +99,8 @@ public:
     info_.syncpack = "base_steps";
     auto add = [&](std::string pname, std::string type, json::value def, std::string description,
                    bool required = false) {
-      info_.params.push_back(param_info{std::move(pname), std::move(description), required,
-                                        std::move(def), std::move(type)});
+      add_param(info_.params, std::move(pname), std::move(type), std::move(def),
+                std::move(description), required);
     };
     add("host", "string", nullptr, "Host name or address of the SSH server.", true);
     add("port", "number", 22, "TCP port of the SSH server.");

@@ -102,6 +102,12 @@ caf::error step_type::check(const json::object& params) const {
   return {};
 }
 
+void add_param(std::vector<param_info>& params, std::string name, std::string type,
+               json::value default_value, std::string description, bool required) {
+  params.push_back(param_info{std::move(name), std::move(description), required,
+                              std::move(default_value), std::move(type)});
+}
+
 // -- step_registry ------------------------------------------------------------
 
 caf::error step_registry::add(std::shared_ptr<const step_type> type) {

@@ -130,6 +130,10 @@ struct param_info {
   std::string type = "any";
 };
 
+/// Appends a parameter description (the order step declarations read best in).
+void add_param(std::vector<param_info>& params, std::string name, std::string type,
+               json::value default_value, std::string description, bool required = false);
+
 struct step_info {
   std::string name; ///< the "file" an application names, e.g. "QueryREST"
   std::string friendly_name;
