@@ -1,4 +1,5 @@
 #include "sql/connection_pool.hpp"
+#include "stepflow/runtime/thread_name.hpp"
 
 #include <algorithm>
 
@@ -10,7 +11,10 @@ connection_pool::connection_pool(pool_options opts,
                                  std::vector<std::unique_ptr<sql_backend>> backends)
   : opts_(opts), backends_(std::move(backends)) {
   opts_.pool_size = std::max<std::size_t>(1, opts_.pool_size);
-  reaper_ = std::thread([this] { reap(); });
+  reaper_ = std::thread([this] {
+    name_this_thread("sf-sql-reaper");
+    reap();
+  });
 }
 
 connection_pool::~connection_pool() {

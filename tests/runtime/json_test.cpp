@@ -199,3 +199,18 @@ TEST_CASE("to_pretty_json writes doubles in their shortest form") {
   CHECK(to_pretty_json(json::value("a\"b")) == R"("a\"b")");
   CHECK(to_pretty_json(json::value(7)) == "7");
 }
+
+TEST_CASE("quote_json escapes like the JSON serializer and keeps UTF-8 as it is") {
+  for (std::string_view text : {"", "plain", "a \"quoted\" word", "back\\slash", "\b\f\n\r\t",
+                                "\x01\x1f \x7f", "caf\xc3\xa9 \xe2\x82\xac", "end\\"}) {
+    auto quoted = quote_json(text);
+    auto back = parse_json(quoted, "quoted");
+    REQUIRE_MESSAGE(back, quoted);
+    REQUIRE(back->is_string());
+    CHECK(std::string_view(back->get_string()) == text);
+    CHECK(quoted == to_json(json::value(json::string_view(text.data(), text.size()))));
+  }
+  std::string s = "x=";
+  append_json_string(s, "\n");
+  CHECK(s == "x=\"\\n\"");
+}

@@ -236,6 +236,27 @@ TEST_CASE("a recorded run loads back with its fields and step data") {
   });
 }
 
+TEST_CASE("the stored task object is the task object without data, value for value") {
+  auto check_same = [](const run_record& r) {
+    auto stored = parse_json(stored_run_json(r), "stored");
+    REQUIRE_MESSAGE(stored, message_of(stored.error()));
+    CHECK(*stored == to_json(r, false));
+  };
+  auto r = sample_run("isapp-s", t0);
+  check_same(r);
+  r.ended_ns = r.started_ns + 1234567; // a fractional duration
+  r.status = run_status::failed;
+  r.error = "quote \" backslash \\ newline \n tab \t bell \x07 \xc3\xa9t\xc3\xa9";
+  r.replay_of = "isapp-older";
+  r.steps[1].error = "step \"failed\"\r\n";
+  r.steps[1].started_ns = r.started_ns;
+  r.steps[1].ended_ns = r.started_ns + 3;
+  check_same(r);
+  run_record empty;
+  empty.task_id = "isapp-e";
+  check_same(empty);
+}
+
 TEST_CASE("record_ops alone stores the record without step data") {
   for_each_store([](kv_store& kv) {
     run_store rs(kv);

@@ -52,6 +52,20 @@ http_reply error_from(const caf::error& err) {
   return r;
 }
 
+/// 202 for an accepted run: {"task_id", "status": "pending", "href"}. Written
+/// directly: it answers every accepted event.
+http_reply accepted_reply(const std::string& task_id) {
+  http_reply r;
+  r.status = 202;
+  r.body.reserve(96 + 2 * task_id.size());
+  r.body += "{\"task_id\":";
+  append_json_string(r.body, task_id);
+  r.body += ",\"status\":\"pending\",\"href\":";
+  append_json_string(r.body, "/api/v1/tasks/" + task_id);
+  r.body += '}';
+  return r;
+}
+
 /// Missing required variables: 400 with the names in "detail".
 http_reply missing_reply(const caf::error& err) {
   auto msg = message_of(err);
@@ -314,20 +328,17 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
       return;
     }
     int wait_s = *wait;
-    svc.submit(std::move(rr), [respond, wait_s, &svc](caf::expected<run_record> rec) {
-      if (!rec) {
-        respond(reply_for(rec.error()));
+    svc.submit(std::move(rr), [respond, wait_s, &svc](caf::expected<std::string> id) {
+      if (!id) {
+        respond(reply_for(id.error()));
         return;
       }
       if (wait_s < 0) {
-        respond(json_reply(202, json::object{{"task_id", rec->task_id},
-                                             {"status", "pending"},
-                                             {"href", fmt::format("/api/v1/tasks/{}",
-                                                                  rec->task_id)}}));
+        respond(accepted_reply(*id));
         return;
       }
-      svc.wait(rec->task_id, std::chrono::seconds(wait_s),
-               [respond, id = rec->task_id, &svc](std::optional<run_record> r) {
+      svc.wait(*id, std::chrono::seconds(wait_s),
+               [respond, id = *id, &svc](std::optional<run_record> r) {
                  if (!r) {
                    respond(error_reply(404, fmt::format("no task named {}", quote_json(id))));
                    return;
@@ -657,11 +668,11 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
         return respond(std::move(werr));
       wait_s = *ws;
     }
-    svc.submit(std::move(rr), [respond, wait_s, &svc](caf::expected<run_record> rec) {
-      if (!rec)
-        return respond(reply_for(rec.error()));
-      svc.wait(rec->task_id, std::chrono::seconds(wait_s),
-               [respond, id = rec->task_id](std::optional<run_record> r) {
+    svc.submit(std::move(rr), [respond, wait_s, &svc](caf::expected<std::string> id) {
+      if (!id)
+        return respond(reply_for(id.error()));
+      svc.wait(*id, std::chrono::seconds(wait_s),
+               [respond, id = *id](std::optional<run_record> r) {
                  if (!r)
                    return respond(error_reply(404, fmt::format("no task named {}", quote_json(id))));
                  bool ended = r->status == run_status::success || r->status == run_status::failed
@@ -838,11 +849,10 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
   if (is({"tasks", "*", "replay"})) {
     if (m != "POST")
       return not_allowed("POST");
-    svc.replay(parts[1], [respond](caf::expected<run_record> rec) {
-      if (!rec)
-        return respond(reply_for(rec.error()));
-      respond(json_reply(202, json::object{{"task_id", rec->task_id}, {"status", "pending"},
-                                           {"href", fmt::format("/api/v1/tasks/{}", rec->task_id)}}));
+    svc.replay(parts[1], [respond](caf::expected<std::string> id) {
+      if (!id)
+        return respond(reply_for(id.error()));
+      respond(accepted_reply(*id));
     });
     return;
   }

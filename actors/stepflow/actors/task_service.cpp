@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "stepflow/runtime/clock.hpp"
+#include "stepflow/runtime/thread_name.hpp"
 
 namespace stepflow::actors {
 
@@ -56,7 +57,11 @@ std::string queue_key(const std::string& queue, int priority, uint64_t seq) {
 /// A thread that runs callbacks at deadlines (for ?wait=).
 class timer_thread {
 public:
-  timer_thread() : thread_([this] { loop(); }) {}
+  timer_thread()
+    : thread_([this] {
+        name_this_thread("sf-timers");
+        loop();
+      }) {}
   ~timer_thread() {
     {
       std::lock_guard<std::mutex> g{mtx_};
@@ -408,7 +413,7 @@ caf::expected<bool> task_service::erase_configuration(const std::string& name) {
 
 // -- runs -------------------------------------------------------------------------
 
-void task_service::submit(run_request req, std::function<void(caf::expected<run_record>)> done) {
+void task_service::submit(run_request req, std::function<void(caf::expected<std::string>)> done) {
   auto& p = *impl_;
   auto app = req.adhoc ? req.adhoc : find_application(req.application);
   if (!app) {
@@ -509,9 +514,9 @@ void task_service::submit(run_request req, std::function<void(caf::expected<run_
                       fmt::format("cannot record the run: {}", message_of(err))));
       return;
     }
-    auto rec = t.rec;
+    auto id = t.task_id;
     impl_->enqueue(std::move(t));
-    done(*rec);
+    done(std::move(id));
   });
 }
 
@@ -619,7 +624,7 @@ size_t task_service::revoke_all(const std::string& application, bool terminate) 
 }
 
 void task_service::replay(const std::string& task_id,
-                          std::function<void(caf::expected<run_record>)> done) {
+                          std::function<void(caf::expected<std::string>)> done) {
   auto rec = impl_->rstore.load(task_id);
   if (!rec) {
     done(rec.error());
@@ -732,12 +737,7 @@ void task_service::launch(child_run_request req,
         rr.queue = it->second.second;
     }
   }
-  submit(std::move(rr), [done](caf::expected<run_record> rec) {
-    if (!rec)
-      done(rec.error());
-    else
-      done(rec->task_id);
-  });
+  submit(std::move(rr), std::move(done));
 }
 
 void task_service::when_done(const std::string& task_id,

@@ -91,9 +91,9 @@ public:
 
   /// Validates `req` (unknown application: errc::not_found; missing variables:
   /// errc::missing_variables; ...), commits the pending run and its queue
-  /// entry, then calls `done` with the record (on the store's writer thread),
-  /// or with the error.
-  void submit(run_request req, std::function<void(caf::expected<run_record>)> done);
+  /// entry, then calls `done` with the new task id (on the store's writer
+  /// thread: keep it short), or with the error.
+  void submit(run_request req, std::function<void(caf::expected<std::string>)> done);
 
   /// Calls `done` with the run's record once it ends, or with the current
   /// record after `timeout` (or at once when it already ended). nullopt when
@@ -111,7 +111,7 @@ public:
 
   /// Runs a finished or failed task again with the same variables,
   /// configuration and queue.
-  void replay(const std::string& task_id, std::function<void(caf::expected<run_record>)> done);
+  void replay(const std::string& task_id, std::function<void(caf::expected<std::string>)> done);
 
   /// Re-queues runs accepted but not finished before a crash. Call once,
   /// after load_content and before serving.

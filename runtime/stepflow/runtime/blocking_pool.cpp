@@ -1,4 +1,5 @@
 #include "stepflow/runtime/blocking_pool.hpp"
+#include "stepflow/runtime/thread_name.hpp"
 
 #include <algorithm>
 
@@ -8,7 +9,10 @@ blocking_pool::blocking_pool(blocking_pool_options opts) : opts_(opts) {
   auto n = std::max<std::size_t>(1, opts_.threads);
   threads_.reserve(n);
   for (std::size_t i = 0; i < n; ++i)
-    threads_.emplace_back([this] { work(); });
+    threads_.emplace_back([this, i] {
+      name_this_thread("sf-blocking-" + std::to_string(i));
+      work();
+    });
 }
 
 blocking_pool::~blocking_pool() {

@@ -1,4 +1,5 @@
 #include "stepflow/runtime/http_client.hpp"
+#include "stepflow/runtime/thread_name.hpp"
 
 // One I/O thread drives a curl multi handle. submit() enqueues under `mtx` and
 // wakes the loop with curl_multi_wakeup; the loop moves queued requests onto
@@ -675,7 +676,10 @@ http_client::http_client(http_client_options opts) : impl_(std::make_unique<impl
   }
   curl_multi_setopt(d.multi, CURLMOPT_MAX_HOST_CONNECTIONS, d.opts.max_per_host);
   try {
-    d.io = std::thread([&d] { d.loop(); });
+    d.io = std::thread([&d] {
+      name_this_thread("sf-http-client");
+      d.loop();
+    });
   } catch (const std::exception& e) {
     d.broken = fmt::format("cannot start the HTTP I/O thread: {}", e.what());
   }

@@ -1,4 +1,5 @@
 #include "stepflow/runtime/http_server.hpp"
+#include "stepflow/runtime/thread_name.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -214,10 +215,15 @@ private:
     for (const auto& f : req)
       data->headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     data->body = std::move(req.body());
-    beast::error_code rec;
-    auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(rec);
-    if (!rec)
-      data->remote = ep.address().to_string();
+    if (!remote_known_) {
+      // Once per connection (a getpeername call).
+      remote_known_ = true;
+      beast::error_code rec;
+      auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(rec);
+      if (!rec)
+        remote_ = ep.address().to_string();
+    }
+    data->remote = remote_;
     keep_alive_ = req.keep_alive();
     beast::get_lowest_layer(stream_).expires_never();
     ++srv_->in_flight;
@@ -279,6 +285,8 @@ private:
   bhttp::response<bhttp::string_body> res_;
   bool keep_alive_ = true;
   bool busy_ = false;
+  bool remote_known_ = false;
+  std::string remote_; ///< peer address
 };
 
 } // namespace
@@ -356,7 +364,8 @@ caf::expected<std::unique_ptr<http_server>> http_server::start(http_server_optio
   size_t n = std::max<size_t>(1, p->opts.threads);
   auto* raw = p.get();
   for (size_t i = 0; i < n; ++i)
-    p->threads.emplace_back([raw] {
+    p->threads.emplace_back([raw, i] {
+      name_this_thread("sf-http-" + std::to_string(i));
       for (;;) {
         try {
           raw->ioc.run();

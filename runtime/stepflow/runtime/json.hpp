@@ -43,4 +43,8 @@ std::string to_text(const json::value& v);
 /// A JSON-quoted string ("steps[2].name" paths quote names with this).
 std::string quote_json(std::string_view s);
 
+/// Appends `s` to `out` as a JSON string literal (quotes, escapes for '"',
+/// '\\' and control characters; other bytes, UTF-8 included, as they are).
+void append_json_string(std::string& out, std::string_view s);
+
 } // namespace stepflow

@@ -24,6 +24,7 @@
 // - Keys are 1..511 bytes (LMDB's MDB_MAXKEYSIZE); other keys given to get,
 //   put or erase fail with errc::invalid_argument.
 #include "stepflow/runtime/kv_store.hpp"
+#include "stepflow/runtime/thread_name.hpp"
 
 #include <lmdb.h>
 #include <pthread.h>
@@ -107,7 +108,10 @@ public:
   lmdb_store(MDB_env* env, const std::array<MDB_dbi, table_count>& dbis)
     : env_(env), dbis_(dbis) {
     map_size_ = current_map_size();
-    writer_ = std::thread([this] { run_writer(); });
+    writer_ = std::thread([this] {
+      name_this_thread("sf-store");
+      run_writer();
+    });
   }
 
   ~lmdb_store() override {

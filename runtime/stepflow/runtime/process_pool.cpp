@@ -2,6 +2,7 @@
 // I/O thread carry the protocol lines, and one periodic tick per active
 // process enforces start timeouts, task timeouts and cancellation.
 #include "stepflow/runtime/process_pool.hpp"
+#include "stepflow/runtime/thread_name.hpp"
 
 #include <sys/prctl.h>
 #include <sys/types.h>
@@ -595,7 +596,10 @@ process_pool::process_pool(process_pool_options opts)
   : impl_(std::make_shared<impl>(opts)) {
   // A process that dies while we write to it must not take us with it.
   std::signal(SIGPIPE, SIG_IGN);
-  impl_->thread = std::thread([i = impl_] { i->ctx.run(); });
+  impl_->thread = std::thread([i = impl_] {
+    name_this_thread("sf-processes");
+    i->ctx.run();
+  });
 }
 
 process_pool::~process_pool() {

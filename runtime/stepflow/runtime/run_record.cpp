@@ -162,9 +162,101 @@ caf::expected<run_record> from_json(const json::value& v) {
 
 } // namespace
 
+namespace {
+
+// The stored task object: the same JSON as to_json(r, false), written
+// directly (accepting a run writes one of these on the hot path).
+void append_time(std::string& out, int64_t ns) {
+  if (ns)
+    append_json_string(out, format_time(ns));
+  else
+    out += "null";
+}
+
+void append_text_or_null(std::string& out, const std::string& s) {
+  if (s.empty())
+    out += "null";
+  else
+    append_json_string(out, s);
+}
+
+void append_seconds(std::string& out, int64_t from, int64_t to) {
+  // A double, as to_json has it: keep a '.' or an exponent in the text.
+  auto d = fmt::format("{}", seconds(from, to));
+  if (d.find_first_of(".eEn") == std::string::npos)
+    d += ".0";
+  out += d;
+}
+
+std::string stored_record(const run_record& r) {
+  std::string out;
+  out.reserve(512 + 256 * r.steps.size());
+  out += "{\"task_id\":";
+  append_json_string(out, r.task_id);
+  out += ",\"application\":";
+  append_json_string(out, r.application);
+  out += ",\"status\":";
+  append_json_string(out, to_string(r.status));
+  fmt::format_to(std::back_inserter(out), ",\"log_level\":{},\"configuration\":", r.log_level);
+  append_json_string(out, r.configuration);
+  out += ",\"queue\":";
+  append_json_string(out, r.queue);
+  fmt::format_to(std::back_inserter(out), ",\"priority\":{},\"params\":", r.priority);
+  out += to_json(json::value(r.params));
+  out += ",\"created\":";
+  append_json_string(out, format_time(r.created_ns));
+  out += ",\"started\":";
+  append_time(out, r.started_ns);
+  out += ",\"ended\":";
+  append_time(out, r.ended_ns);
+  fmt::format_to(std::back_inserter(out), ",\"created_ns\":{},\"started_ns\":{},\"ended_ns\":{}",
+                 r.created_ns, r.started_ns, r.ended_ns);
+  out += ",\"duration\":";
+  append_seconds(out, r.started_ns, r.ended_ns);
+  out += ",\"error\":";
+  append_text_or_null(out, r.error);
+  out += ",\"parent_task\":";
+  append_text_or_null(out, r.parent_task);
+  out += ",\"replay_of\":";
+  append_text_or_null(out, r.replay_of);
+  fmt::format_to(std::back_inserter(out), ",\"attempt\":{},\"href\":\"/api/v1/tasks/{}\",\"steps\":[",
+                 r.attempt, r.task_id);
+  for (size_t i = 0; i < r.steps.size(); ++i) {
+    const auto& st = r.steps[i];
+    out += i ? ",{\"name\":" : "{\"name\":";
+    append_json_string(out, st.name);
+    out += ",\"file\":";
+    append_json_string(out, st.file);
+    out += ",\"status\":";
+    append_json_string(out, to_string(st.status));
+    out += ",\"started\":";
+    append_time(out, st.started_ns);
+    out += ",\"ended\":";
+    append_time(out, st.ended_ns);
+    fmt::format_to(std::back_inserter(out), ",\"started_ns\":{},\"ended_ns\":{},\"duration\":",
+                   st.started_ns, st.ended_ns);
+    append_seconds(out, st.started_ns, st.ended_ns);
+    out += ",\"error\":";
+    append_text_or_null(out, st.error);
+    // Task ids are made by new_task_id (no characters to escape).
+    fmt::format_to(std::back_inserter(out),
+                   ",\"log_count\":{},\"logs_href\":\"/api/v1/tasks/{}/steps/{}/logs\","
+                   "\"data_href\":\"/api/v1/tasks/{}/steps/{}/data\"}}",
+                   st.log_count, r.task_id, i, r.task_id, i);
+  }
+  out += "]}";
+  return out;
+}
+
+} // namespace
+
+std::string stored_run_json(const run_record& r) {
+  return stored_record(r);
+}
+
 write_batch run_store::record_ops(const run_record& r) const {
   write_batch b;
-  b.push_back({write_op::put, table::runs, r.task_id, to_json(to_json(r, false))});
+  b.push_back({write_op::put, table::runs, r.task_id, stored_record(r)});
   b.push_back({write_op::put, table::runs_by_time, be64(static_cast<uint64_t>(r.created_ns)) + r.task_id, {}});
   return b;
 }

@@ -61,6 +61,10 @@ std::string new_task_id();
 /// The task object. With `with_data`, every step carries its "data".
 json::value to_json(const run_record& r, bool with_data = true);
 
+/// The task object as stored in table::runs: the JSON of to_json(r, false),
+/// serialised directly.
+std::string stored_run_json(const run_record& r);
+
 /// One log line as stored and shown: {"time", "level", "levelname", "message"}.
 json::value to_json(const log_line& l);
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -634,9 +635,19 @@ std::string generate_password() {
 credential_cache::credential_cache() {
   usable_ = random_bytes(process_key_.data(), process_key_.size());
   entries_.reserve(capacity);
+  // The key schedule is done once; each check copies the keyed context.
+  EVP_MAC* hmac = usable_ ? EVP_MAC_fetch(nullptr, "HMAC", nullptr) : nullptr;
+  keyed_ = hmac ? EVP_MAC_CTX_new(hmac) : nullptr;
+  EVP_MAC_free(hmac);
+  char digest_name[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest_name, 0),
+                         OSSL_PARAM_construct_end()};
+  if (!keyed_ || EVP_MAC_init(keyed_, process_key_.data(), process_key_.size(), params) != 1)
+    usable_ = false;
 }
 
 credential_cache::~credential_cache() {
+  EVP_MAC_CTX_free(keyed_);
   OPENSSL_cleanse(process_key_.data(), process_key_.size());
   for (auto& d : entries_)
     OPENSSL_cleanse(d.data(), d.size());
@@ -645,19 +656,21 @@ credential_cache::~credential_cache() {
 bool credential_cache::mac(std::string_view user, std::string_view password,
                            digest& out) const {
   // Length-prefixed so that no two (user, password) pairs share a message.
-  std::string msg;
-  msg.reserve(8 + user.size() + password.size());
+  unsigned char prefix[8];
   uint64_t n = user.size();
-  for (int i = 7; i >= 0; --i)
-    msg += static_cast<char>((n >> (8 * i)) & 0xff);
-  msg.append(user);
-  msg.append(password);
-  unsigned int len = 0;
-  bool ok = HMAC(EVP_sha256(), process_key_.data(), static_cast<int>(process_key_.size()),
-                 reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), out.data(),
-                 &len) != nullptr &&
-            len == out.size();
-  cleanse(msg);
+  for (int i = 0; i < 8; ++i)
+    prefix[i] = static_cast<unsigned char>((n >> (8 * (7 - i))) & 0xff);
+  EVP_MAC_CTX* ctx = keyed_ ? EVP_MAC_CTX_dup(keyed_) : nullptr;
+  if (!ctx)
+    return false;
+  size_t len = 0;
+  bool ok = EVP_MAC_update(ctx, prefix, sizeof prefix) == 1
+            && EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(user.data()),
+                              user.size()) == 1
+            && EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(password.data()),
+                              password.size()) == 1
+            && EVP_MAC_final(ctx, out.data(), &len, out.size()) == 1 && len == out.size();
+  EVP_MAC_CTX_free(ctx); // cleanses its key material
   return ok;
 }
 

@@ -20,6 +20,8 @@
 #include "stepflow/runtime/json.hpp"
 #include "stepflow/runtime/model.hpp"
 
+struct evp_mac_ctx_st; // OpenSSL's EVP_MAC_CTX
+
 namespace stepflow {
 
 /// A 32-byte AES-256 key. Deliberately not printable (no to_string, no
@@ -139,7 +141,8 @@ private:
   bool mac(std::string_view user, std::string_view password, digest& out) const;
 
   std::array<unsigned char, 32> process_key_{};
-  bool usable_ = false; ///< false when the RNG failed: never cache
+  evp_mac_ctx_st* keyed_ = nullptr; ///< HMAC-SHA256 set up with the key, copied per check
+  bool usable_ = false; ///< false when the RNG or OpenSSL failed: never cache
   mutable std::mutex mtx_;
   std::vector<digest> entries_; ///< ring of at most `capacity` digests
   size_t next_ = 0;             ///< ring write position once full
