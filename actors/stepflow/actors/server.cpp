@@ -216,13 +216,37 @@ int run_server(const serve_options& o, const cli_environment& env) {
   actx.install_step = install_step;
   actx.remove_step = env.remove_step;
   auto* store_ptr = store->get();
-  actx.health = [store_ptr, &eng, &env]() {
+  std::atomic<const http_server*> http_ptr{nullptr}; // set once the server runs
+  actx.health = [store_ptr, &eng, &env, &http_ptr]() {
     auto st = store_ptr->stats();
+    json::object histogram;
+    for (size_t b = 0; b < st.commit_histogram.size(); ++b) {
+      auto limit = store_stats::commit_buckets_ms[b];
+      histogram[limit ? fmt::format("le_{}", limit) : std::string("more")] = st.commit_histogram[b];
+    }
     json::object out{{"store", json::object{{"status", "ok"},
                                             {"map_size", st.map_size},
                                             {"commits", st.commits},
-                                            {"batches", st.batches}}},
+                                            {"batches", st.batches},
+                                            {"commit_ms", json::object{
+                                              {"p50", static_cast<double>(st.commit_us_p50) / 1000},
+                                              {"p99", static_cast<double>(st.commit_us_p99) / 1000},
+                                              {"max", static_cast<double>(st.commit_us_max) / 1000},
+                                              {"window", store_stats::commit_window}}},
+                                            {"slow_commits", st.slow_commits},
+                                            {"commit_ms_histogram", std::move(histogram)},
+                                            {"map_resizes", st.map_resizes}}},
                      {"engine", json::object{{"active_runs", eng->active_runs()}}}};
+    if (const auto* hs = http_ptr.load()) {
+      json::object lat;
+      auto h = hs->latency_histogram();
+      for (size_t b = 0; b < h.size(); ++b) {
+        auto limit = http_server::latency_buckets_ms[b];
+        lat[limit ? fmt::format("le_{}", limit) : std::string("more")] = h[b];
+      }
+      out["http"] = json::object{{"requests", hs->requests()},
+                                 {"latency_ms_histogram", std::move(lat)}};
+    }
     if (env.connector_status)
       for (auto& kv : env.connector_status())
         out[kv.key()] = std::move(kv.value());
@@ -235,6 +259,7 @@ int run_server(const serve_options& o, const cli_environment& env) {
   });
   if (!server)
     return fail(message_of(server.error()));
+  http_ptr = server->get();
   auto port = (*server)->port();
   if (!o.port_file.empty()) {
     std::ofstream pf(o.port_file + ".tmp");
@@ -268,6 +293,7 @@ int run_server(const serve_options& o, const cli_environment& env) {
     std::fflush(nullptr);
     std::_Exit(0); // committed state is durable; nothing acknowledged is lost
   }
+  http_ptr = nullptr;
   server->reset();
   eng.reset();
   std::cout << "stepflow: stopped" << std::endl;

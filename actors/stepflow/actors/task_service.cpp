@@ -38,11 +38,12 @@ struct ticket {
   std::shared_ptr<run_record> rec;
 };
 
+/// Highest priority first, then in arrival order; (priority, seq) is unique.
 struct ticket_order {
-  bool operator()(const ticket& a, const ticket& b) const {
-    if (a.priority != b.priority)
-      return a.priority > b.priority;
-    return a.seq < b.seq;
+  bool operator()(const ticket* a, const ticket* b) const {
+    if (a->priority != b->priority)
+      return a->priority > b->priority;
+    return a->seq < b->seq;
   }
 };
 
@@ -116,7 +117,8 @@ struct waiter {
 };
 
 struct queue_state {
-  std::set<ticket, ticket_order> waiting;
+  /// Tickets owned by task_service::impl::pending, in start order.
+  std::set<const ticket*, ticket_order> waiting;
   size_t running = 0;
 };
 
@@ -143,7 +145,9 @@ struct task_service::impl {
 
   mutable std::mutex mtx;
   std::map<std::string, queue_state> queues;
-  std::unordered_map<std::string, ticket> pending; ///< waiting for a worker, by task id
+  /// Waiting for a worker, by task id (owns the tickets that the queues'
+  /// `waiting` sets point to; nodes never move).
+  std::unordered_map<std::string, ticket> pending;
   std::unordered_set<std::string> running_ids;
   std::map<std::string, std::vector<waiter>> waiters;
   size_t depth = 0; ///< accepted and not finished
@@ -167,9 +171,9 @@ struct task_service::impl {
     auto& qs = queues[q];
     auto limit = workers_of(q);
     while (qs.running < limit && !qs.waiting.empty()) {
-      auto t = *qs.waiting.begin();
+      auto node = pending.extract((*qs.waiting.begin())->task_id);
       qs.waiting.erase(qs.waiting.begin());
-      pending.erase(t.task_id);
+      ticket t = std::move(node.mapped());
       running_ids.insert(t.task_id);
       ++qs.running;
       out.push_back(std::move(t));
@@ -188,8 +192,9 @@ struct task_service::impl {
         ++queues[q].running;
         go.push_back(std::move(t));
       } else {
-        pending[t.task_id] = t;
-        queues[q].waiting.insert(std::move(t));
+        auto [it, fresh] = pending.try_emplace(t.task_id, std::move(t));
+        if (fresh)
+          queues[q].waiting.insert(&it->second);
         go = take_startable(q);
       }
     }
@@ -562,8 +567,8 @@ caf::expected<bool> task_service::revoke(const std::string& task_id, bool termin
   {
     std::lock_guard<std::mutex> g{p.mtx};
     if (auto it = p.pending.find(task_id); it != p.pending.end()) {
-      t = it->second;
-      p.queues[t->queue].waiting.erase(*t);
+      p.queues[it->second.queue].waiting.erase(&it->second);
+      t = std::move(it->second);
       p.pending.erase(it);
     } else if (p.running_ids.count(task_id)) {
       // fall through to the engine below

@@ -104,6 +104,7 @@ struct http_server::impl {
   tcp::acceptor acceptor{ioc};
   std::vector<std::thread> threads;
   std::atomic<uint64_t> answered{0};
+  std::array<std::atomic<uint64_t>, http_server::latency_buckets_ms.size()> latency{};
   std::atomic<bool> stopping{false};
   std::atomic<int64_t> in_flight{0};
   std::mutex mtx;
@@ -121,7 +122,13 @@ struct http_server::impl {
     std::lock_guard<std::mutex> guard{mtx};
     sessions.erase(s);
   }
-  void request_done() {
+  void request_done(std::chrono::steady_clock::time_point read_at) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                std::chrono::steady_clock::now() - read_at).count();
+    size_t b = 0;
+    while (b + 1 < latency.size() && us > int64_t{http_server::latency_buckets_ms[b]} * 1000)
+      ++b;
+    latency[b].fetch_add(1, std::memory_order_relaxed);
     ++answered;
     if (--in_flight == 0) {
       std::lock_guard<std::mutex> guard{mtx};
@@ -191,6 +198,7 @@ private:
     if (ec == bhttp::error::body_limit) {
       keep_alive_ = false;
       ++srv_->in_flight;
+      read_at_ = std::chrono::steady_clock::now();
       busy_ = true;
       return write(error_reply(413, fmt::format("request body larger than {} bytes",
                                                 srv_->opts.max_body_bytes)));
@@ -199,6 +207,7 @@ private:
       if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
         keep_alive_ = false;
         ++srv_->in_flight;
+        read_at_ = std::chrono::steady_clock::now();
         busy_ = true;
         return write(error_reply(400, "malformed HTTP request"));
       }
@@ -227,6 +236,7 @@ private:
     keep_alive_ = req.keep_alive();
     beast::get_lowest_layer(stream_).expires_never();
     ++srv_->in_flight;
+    read_at_ = std::chrono::steady_clock::now();
     busy_ = true;
     auto once = std::make_shared<std::atomic<bool>>(false);
     auto self = this->shared_from_this();
@@ -264,7 +274,7 @@ private:
   void on_write(beast::error_code ec, size_t) {
     busy_ = false;
     bool keep = res_.keep_alive();
-    srv_->request_done();
+    srv_->request_done(read_at_);
     if (ec)
       return;
     if (!keep)
@@ -286,6 +296,7 @@ private:
   bool keep_alive_ = true;
   bool busy_ = false;
   bool remote_known_ = false;
+  std::chrono::steady_clock::time_point read_at_{}; ///< when the request being answered was read
   std::string remote_; ///< peer address
 };
 
@@ -390,6 +401,13 @@ bool http_server::tls() const noexcept {
 
 uint64_t http_server::requests() const noexcept {
   return impl_->answered.load();
+}
+
+std::array<uint64_t, 10> http_server::latency_histogram() const noexcept {
+  std::array<uint64_t, 10> out{};
+  for (size_t b = 0; b < out.size(); ++b)
+    out[b] = impl_->latency[b].load(std::memory_order_relaxed);
+  return out;
 }
 
 void http_server::stop(std::chrono::milliseconds grace) {

@@ -3,6 +3,7 @@
 // group commit, many concurrent readers. Two implementations: LMDB
 // (open_lmdb_store) and an in-memory fake with identical semantics
 // (make_memory_store) for tests. All members are thread-safe.
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -56,6 +57,18 @@ struct store_stats {
   uint64_t commits = 0;       ///< write transactions committed
   uint64_t batches = 0;       ///< write batches applied (>= commits: group commit)
   uint64_t map_resizes = 0;   ///< times the map was grown after MDB_MAP_FULL
+  /// Time of one commit (writing pages and syncing them), over the last
+  /// commit_window commits, in microseconds; 0 when none was made.
+  static constexpr size_t commit_window = 1024;
+  uint64_t commit_us_p50 = 0;
+  uint64_t commit_us_p99 = 0;
+  uint64_t commit_us_max = 0;
+  /// Commits since start that took longer than 10 ms (a slow or busy disk).
+  uint64_t slow_commits = 0;
+  /// Commits since start by duration: commit_buckets_ms[i] counts those up to
+  /// that many milliseconds (the last bucket, 0, counts the rest).
+  static constexpr std::array<uint32_t, 10> commit_buckets_ms{1, 2, 5, 10, 20, 50, 100, 200, 500, 0};
+  std::array<uint64_t, 10> commit_histogram{};
 };
 
 class kv_store {

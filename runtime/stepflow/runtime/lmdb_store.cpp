@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <future>
@@ -209,6 +210,25 @@ public:
     s.commits = commits_.load();
     s.batches = batches_.load();
     s.map_resizes = map_resizes_.load();
+    s.slow_commits = slow_commits_.load();
+    for (size_t b = 0; b < histogram_.size(); ++b)
+      s.commit_histogram[b] = histogram_[b].load();
+    std::vector<uint32_t> recent;
+    {
+      std::lock_guard guard(timing_mutex_);
+      recent.assign(commit_us_.begin(), commit_us_.begin() + static_cast<ptrdiff_t>(
+                                                              std::min(commits_seen_, commit_us_.size())));
+    }
+    if (!recent.empty()) {
+      auto at = [&](double q) {
+        auto k = static_cast<size_t>(q * static_cast<double>(recent.size() - 1));
+        std::nth_element(recent.begin(), recent.begin() + static_cast<ptrdiff_t>(k), recent.end());
+        return static_cast<uint64_t>(recent[k]);
+      };
+      s.commit_us_p50 = at(0.50);
+      s.commit_us_p99 = at(0.99);
+      s.commit_us_max = *std::max_element(recent.begin(), recent.end());
+    }
     return s;
   }
 
@@ -356,9 +376,22 @@ private:
             failed_err = std::move(err);
           }
         }
-        if (failed == none)
+        if (failed == none) {
+          auto t0 = std::chrono::steady_clock::now();
           commit_rc = mdb_txn_commit(txn); // frees txn even on failure
-        else
+          auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now() - t0).count();
+          if (us > 10'000)
+            ++slow_commits_;
+          size_t b = 0;
+          while (b + 1 < store_stats::commit_buckets_ms.size()
+                 && us > int64_t{store_stats::commit_buckets_ms[b]} * 1000)
+            ++b;
+          ++histogram_[b];
+          std::lock_guard guard(timing_mutex_);
+          commit_us_[commits_seen_++ % commit_us_.size()] =
+            static_cast<uint32_t>(std::min<int64_t>(us, UINT32_MAX));
+        } else
           mdb_txn_abort(txn);
       }
       if (failed == none) {
@@ -484,6 +517,11 @@ private:
 
   mutable std::atomic<uint64_t> map_size_{0};
   std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> slow_commits_{0};
+  std::array<std::atomic<uint64_t>, store_stats::commit_buckets_ms.size()> histogram_{};
+  mutable std::mutex timing_mutex_;
+  std::array<uint32_t, store_stats::commit_window> commit_us_{}; ///< ring of commit times
+  size_t commits_seen_ = 0;
   std::atomic<uint64_t> batches_{0};
   std::atomic<uint64_t> map_resizes_{0};
 };

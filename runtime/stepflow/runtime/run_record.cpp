@@ -182,35 +182,52 @@ void append_text_or_null(std::string& out, const std::string& s) {
 
 void append_seconds(std::string& out, int64_t from, int64_t to) {
   // A double, as to_json has it: keep a '.' or an exponent in the text.
+  if (from <= 0 || to < from) {
+    out += "0.0";
+    return;
+  }
   auto d = fmt::format("{}", seconds(from, to));
   if (d.find_first_of(".eEn") == std::string::npos)
     d += ".0";
   out += d;
 }
 
+void append_int(std::string& out, int64_t v) {
+  fmt::format_int f(v);
+  out.append(f.data(), f.size());
+}
+
 std::string stored_record(const run_record& r) {
   std::string out;
-  out.reserve(512 + 256 * r.steps.size());
+  out.reserve(512 + 320 * r.steps.size());
   out += "{\"task_id\":";
   append_json_string(out, r.task_id);
   out += ",\"application\":";
   append_json_string(out, r.application);
   out += ",\"status\":";
   append_json_string(out, to_string(r.status));
-  fmt::format_to(std::back_inserter(out), ",\"log_level\":{},\"configuration\":", r.log_level);
+  out += ",\"log_level\":";
+  append_int(out, r.log_level);
+  out += ",\"configuration\":";
   append_json_string(out, r.configuration);
   out += ",\"queue\":";
   append_json_string(out, r.queue);
-  fmt::format_to(std::back_inserter(out), ",\"priority\":{},\"params\":", r.priority);
-  out += to_json(json::value(r.params));
+  out += ",\"priority\":";
+  append_int(out, r.priority);
+  out += ",\"params\":";
+  out += r.params.empty() ? std::string("{}") : to_json(json::value(r.params));
   out += ",\"created\":";
   append_json_string(out, format_time(r.created_ns));
   out += ",\"started\":";
   append_time(out, r.started_ns);
   out += ",\"ended\":";
   append_time(out, r.ended_ns);
-  fmt::format_to(std::back_inserter(out), ",\"created_ns\":{},\"started_ns\":{},\"ended_ns\":{}",
-                 r.created_ns, r.started_ns, r.ended_ns);
+  out += ",\"created_ns\":";
+  append_int(out, r.created_ns);
+  out += ",\"started_ns\":";
+  append_int(out, r.started_ns);
+  out += ",\"ended_ns\":";
+  append_int(out, r.ended_ns);
   out += ",\"duration\":";
   append_seconds(out, r.started_ns, r.ended_ns);
   out += ",\"error\":";
@@ -219,8 +236,12 @@ std::string stored_record(const run_record& r) {
   append_text_or_null(out, r.parent_task);
   out += ",\"replay_of\":";
   append_text_or_null(out, r.replay_of);
-  fmt::format_to(std::back_inserter(out), ",\"attempt\":{},\"href\":\"/api/v1/tasks/{}\",\"steps\":[",
-                 r.attempt, r.task_id);
+  out += ",\"attempt\":";
+  append_int(out, r.attempt);
+  // Task ids are made by new_task_id: nothing in them needs escaping.
+  out += ",\"href\":\"/api/v1/tasks/";
+  out += r.task_id;
+  out += "\",\"steps\":[";
   for (size_t i = 0; i < r.steps.size(); ++i) {
     const auto& st = r.steps[i];
     out += i ? ",{\"name\":" : "{\"name\":";
@@ -233,16 +254,28 @@ std::string stored_record(const run_record& r) {
     append_time(out, st.started_ns);
     out += ",\"ended\":";
     append_time(out, st.ended_ns);
-    fmt::format_to(std::back_inserter(out), ",\"started_ns\":{},\"ended_ns\":{},\"duration\":",
-                   st.started_ns, st.ended_ns);
+    out += ",\"started_ns\":";
+    append_int(out, st.started_ns);
+    out += ",\"ended_ns\":";
+    append_int(out, st.ended_ns);
+    out += ",\"duration\":";
     append_seconds(out, st.started_ns, st.ended_ns);
     out += ",\"error\":";
     append_text_or_null(out, st.error);
-    // Task ids are made by new_task_id (no characters to escape).
-    fmt::format_to(std::back_inserter(out),
-                   ",\"log_count\":{},\"logs_href\":\"/api/v1/tasks/{}/steps/{}/logs\","
-                   "\"data_href\":\"/api/v1/tasks/{}/steps/{}/data\"}}",
-                   st.log_count, r.task_id, i, r.task_id, i);
+    out += ",\"log_count\":";
+    append_int(out, st.log_count);
+    for (const char* kind : {"logs", "data"}) {
+      out += ",\"";
+      out += kind;
+      out += "_href\":\"/api/v1/tasks/";
+      out += r.task_id;
+      out += "/steps/";
+      append_int(out, static_cast<int64_t>(i));
+      out += '/';
+      out += kind;
+      out += '"';
+    }
+    out += '}';
   }
   out += "]}";
   return out;
