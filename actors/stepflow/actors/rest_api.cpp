@@ -750,28 +750,20 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
         auto raw = store.get(table::runs, k.substr(8));
         if (!raw || !*raw)
           return true;
-        auto doc = parse_json(**raw, "run");
-        if (!doc || !doc->is_object())
+        auto rec = parse_stored_run(**raw);
+        if (!rec)
           return true;
-        auto& o = doc->get_object();
-        auto str = [&](const char* key) {
-          auto i = o.find(key);
-          return i != o.end() && i->value().is_string() ? std::string(i->value().get_string()) : std::string{};
-        };
-        if (app && !app->empty() && str("application") != *app)
+        if (app && !app->empty() && rec->application != *app)
           return true;
-        auto status = str("status");
-        if (status == "pending" && svc.is_running(std::string(k.substr(8)))) {
-          status = "running"; // started; the stored record is rewritten only at the end
-          o["status"] = status;
-        }
-        if (st && status != to_string(*st))
+        if (rec->status == run_status::pending && svc.is_running(rec->task_id))
+          rec->status = run_status::running; // started; the stored record is rewritten only at the end
+        if (st && rec->status != *st)
           return true;
-        if (queue && !queue->empty() && str("queue") != *queue)
+        if (queue && !queue->empty() && rec->queue != *queue)
           return true;
-        if (configuration && !configuration->empty() && str("configuration") != *configuration)
+        if (configuration && !configuration->empty() && rec->configuration != *configuration)
           return true;
-        out.push_back(std::move(*doc));
+        out.push_back(to_json(*rec, false));
         return out.size() < limit;
       });
       if (err)

@@ -141,7 +141,9 @@ caf::expected<run_record> from_json(const json::value& v) {
   r.error = get_str(o, "error");
   r.parent_task = get_str(o, "parent_task");
   r.replay_of = get_str(o, "replay_of");
-  r.attempt = static_cast<uint32_t>(get_i64(o, "attempt"));
+  r.queue = r.queue.empty() ? std::string("default") : r.queue;
+  auto attempt = get_i64(o, "attempt");
+  r.attempt = attempt > 0 ? static_cast<uint32_t>(attempt) : 1;
   if (auto it = o.find("steps"); it != o.end() && it->value().is_array())
     for (const auto& sv : it->value().get_array()) {
       if (!sv.is_object())
@@ -164,117 +166,76 @@ caf::expected<run_record> from_json(const json::value& v) {
 
 namespace {
 
-// The stored task object: the same JSON as to_json(r, false), written
-// directly (accepting a run writes one of these on the hot path).
-void append_time(std::string& out, int64_t ns) {
-  if (ns)
-    append_json_string(out, format_time(ns));
-  else
-    out += "null";
-}
-
-void append_text_or_null(std::string& out, const std::string& s) {
-  if (s.empty())
-    out += "null";
-  else
-    append_json_string(out, s);
-}
-
-void append_seconds(std::string& out, int64_t from, int64_t to) {
-  // A double, as to_json has it: keep a '.' or an exponent in the text.
-  if (from <= 0 || to < from) {
-    out += "0.0";
-    return;
-  }
-  auto d = fmt::format("{}", seconds(from, to));
-  if (d.find_first_of(".eEn") == std::string::npos)
-    d += ".0";
-  out += d;
-}
-
+// The stored task object: what from_json reads, with defaults left out
+// (accepting a run writes one of these on the hot path, and the smaller it
+// is the fewer LMDB pages each commit writes). The display form is made by
+// to_json when read.
 void append_int(std::string& out, int64_t v) {
   fmt::format_int f(v);
   out.append(f.data(), f.size());
 }
 
+void append_key(std::string& out, std::string_view key) {
+  out += ",\"";
+  out += key;
+  out += "\":";
+}
+
+void append_text_unless_empty(std::string& out, std::string_view key, const std::string& v) {
+  if (!v.empty()) {
+    append_key(out, key);
+    append_json_string(out, v);
+  }
+}
+
+void append_int_unless(std::string& out, std::string_view key, int64_t v, int64_t dflt) {
+  if (v != dflt) {
+    append_key(out, key);
+    append_int(out, v);
+  }
+}
+
 std::string stored_record(const run_record& r) {
   std::string out;
-  out.reserve(512 + 320 * r.steps.size());
+  out.reserve(256 + 64 * r.steps.size());
   out += "{\"task_id\":";
   append_json_string(out, r.task_id);
-  out += ",\"application\":";
+  append_key(out, "application");
   append_json_string(out, r.application);
-  out += ",\"status\":";
+  append_key(out, "status");
   append_json_string(out, to_string(r.status));
-  out += ",\"log_level\":";
+  append_key(out, "log_level");
   append_int(out, r.log_level);
-  out += ",\"configuration\":";
-  append_json_string(out, r.configuration);
-  out += ",\"queue\":";
+  append_key(out, "queue");
   append_json_string(out, r.queue);
-  out += ",\"priority\":";
-  append_int(out, r.priority);
-  out += ",\"params\":";
-  out += r.params.empty() ? std::string("{}") : to_json(json::value(r.params));
-  out += ",\"created\":";
-  append_json_string(out, format_time(r.created_ns));
-  out += ",\"started\":";
-  append_time(out, r.started_ns);
-  out += ",\"ended\":";
-  append_time(out, r.ended_ns);
-  out += ",\"created_ns\":";
-  append_int(out, r.created_ns);
-  out += ",\"started_ns\":";
-  append_int(out, r.started_ns);
-  out += ",\"ended_ns\":";
-  append_int(out, r.ended_ns);
-  out += ",\"duration\":";
-  append_seconds(out, r.started_ns, r.ended_ns);
-  out += ",\"error\":";
-  append_text_or_null(out, r.error);
-  out += ",\"parent_task\":";
-  append_text_or_null(out, r.parent_task);
-  out += ",\"replay_of\":";
-  append_text_or_null(out, r.replay_of);
-  out += ",\"attempt\":";
-  append_int(out, r.attempt);
-  // Task ids are made by new_task_id: nothing in them needs escaping.
-  out += ",\"href\":\"/api/v1/tasks/";
-  out += r.task_id;
-  out += "\",\"steps\":[";
+  append_text_unless_empty(out, "configuration", r.configuration);
+  append_int_unless(out, "priority", r.priority, 0);
+  if (!r.params.empty()) {
+    append_key(out, "params");
+    out += to_json(json::value(r.params));
+  }
+  append_int_unless(out, "created_ns", r.created_ns, 0);
+  append_int_unless(out, "started_ns", r.started_ns, 0);
+  append_int_unless(out, "ended_ns", r.ended_ns, 0);
+  append_text_unless_empty(out, "error", r.error);
+  append_text_unless_empty(out, "parent_task", r.parent_task);
+  append_text_unless_empty(out, "replay_of", r.replay_of);
+  append_int_unless(out, "attempt", r.attempt, 1);
+  out += ",\"steps\":[";
   for (size_t i = 0; i < r.steps.size(); ++i) {
     const auto& st = r.steps[i];
     out += i ? ",{\"name\":" : "{\"name\":";
     append_json_string(out, st.name);
-    out += ",\"file\":";
+    append_key(out, "file");
     append_json_string(out, st.file);
-    out += ",\"status\":";
-    append_json_string(out, to_string(st.status));
-    out += ",\"started\":";
-    append_time(out, st.started_ns);
-    out += ",\"ended\":";
-    append_time(out, st.ended_ns);
-    out += ",\"started_ns\":";
-    append_int(out, st.started_ns);
-    out += ",\"ended_ns\":";
-    append_int(out, st.ended_ns);
-    out += ",\"duration\":";
-    append_seconds(out, st.started_ns, st.ended_ns);
-    out += ",\"error\":";
-    append_text_or_null(out, st.error);
-    out += ",\"log_count\":";
-    append_int(out, st.log_count);
-    for (const char* kind : {"logs", "data"}) {
-      out += ",\"";
-      out += kind;
-      out += "_href\":\"/api/v1/tasks/";
-      out += r.task_id;
-      out += "/steps/";
-      append_int(out, static_cast<int64_t>(i));
-      out += '/';
-      out += kind;
-      out += '"';
+    if (st.status != step_status::pending) {
+      append_key(out, "status");
+      append_json_string(out, to_string(st.status));
     }
+    append_int_unless(out, "started_ns", st.started_ns, 0);
+    append_int_unless(out, "ended_ns", st.ended_ns, 0);
+    append_text_unless_empty(out, "error", st.error);
+    append_int_unless(out, "log_count", st.log_count, 0);
     out += '}';
   }
   out += "]}";
@@ -285,6 +246,13 @@ std::string stored_record(const run_record& r) {
 
 std::string stored_run_json(const run_record& r) {
   return stored_record(r);
+}
+
+caf::expected<run_record> parse_stored_run(std::string_view raw) {
+  auto doc = parse_json(raw, "run record");
+  if (!doc)
+    return doc.error();
+  return from_json(*doc);
 }
 
 write_batch run_store::record_ops(const run_record& r) const {

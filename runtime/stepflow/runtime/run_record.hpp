@@ -61,9 +61,13 @@ std::string new_task_id();
 /// The task object. With `with_data`, every step carries its "data".
 json::value to_json(const run_record& r, bool with_data = true);
 
-/// The task object as stored in table::runs: the JSON of to_json(r, false),
-/// serialised directly.
+/// The task object as stored in table::runs: compact JSON of the record's
+/// fields, defaults left out (no step data, no display-only fields).
 std::string stored_run_json(const run_record& r);
+
+/// A record from its stored JSON (stored_run_json, or the display form older
+/// versions stored); errc::bad_json / errc::store_error when it is corrupt.
+caf::expected<run_record> parse_stored_run(std::string_view raw);
 
 /// One log line as stored and shown: {"time", "level", "levelname", "message"}.
 json::value to_json(const log_line& l);
