@@ -28,14 +28,19 @@ bool terminal(run_status s) {
 /// One run waiting for, or holding, a worker of its queue.
 struct ticket {
   std::string task_id;
+  std::string application;
   std::string queue;
   int priority = 0;
   uint64_t seq = 0;
   std::string key; ///< its entry in table::queue
   bool child = false; ///< started by another run: not held by the worker limit
-  /// Prepared at submission; null after recovery (then prepared at start).
+  /// Prepared at submission; null after recovery and while the run waits
+  /// for a worker (then loaded and prepared at start, so a long queue costs
+  /// little memory).
   std::shared_ptr<run_plan> plan;
   std::shared_ptr<run_record> rec;
+  /// Its application exists only in `plan` (POST /steps/run): keep the plan.
+  bool adhoc = false;
 };
 
 /// Highest priority first, then in arrival order; (priority, seq) is unique.
@@ -154,7 +159,9 @@ struct task_service::impl {
   bool dispatching = true;
   std::atomic<uint64_t> seq{0};
   std::atomic<uint64_t> waiter_ids{0};
-  /// Depth and queue of runs started by this process (for child runs).
+  /// Depth and queue of running runs and of child runs (for child runs:
+  /// nesting limit and queue inheritance); a top-level run is added when it
+  /// starts, every run is removed when it leaves the service.
   std::unordered_map<std::string, std::pair<int, std::string>> lineage;
   timer_thread timers;
 
@@ -175,6 +182,7 @@ struct task_service::impl {
       qs.waiting.erase(qs.waiting.begin());
       ticket t = std::move(node.mapped());
       running_ids.insert(t.task_id);
+      lineage.try_emplace(t.task_id, 0, t.queue);
       ++qs.running;
       out.push_back(std::move(t));
     }
@@ -192,10 +200,16 @@ struct task_service::impl {
         ++queues[q].running;
         go.push_back(std::move(t));
       } else {
-        auto [it, fresh] = pending.try_emplace(t.task_id, std::move(t));
+        auto id = t.task_id;
+        auto [it, fresh] = pending.try_emplace(id, std::move(t));
         if (fresh)
           queues[q].waiting.insert(&it->second);
         go = take_startable(q);
+        // Still waiting: hold only the queue entry until a worker is free.
+        if (auto w = pending.find(id); fresh && w != pending.end() && !w->second.adhoc) {
+          w->second.plan.reset();
+          w->second.rec.reset();
+        }
       }
     }
     for (auto& t2 : go)
@@ -490,6 +504,7 @@ void task_service::submit(run_request req, std::function<void(caf::expected<std:
   }
   ticket t;
   t.task_id = rec->task_id;
+  t.application = rec->application;
   t.queue = req.queue;
   t.priority = req.priority;
   t.seq = ++p.seq;
@@ -497,13 +512,15 @@ void task_service::submit(run_request req, std::function<void(caf::expected<std:
   t.plan = std::make_shared<run_plan>(std::move(*plan));
   t.rec = rec;
   t.child = !req.parent_task.empty();
+  t.adhoc = req.adhoc != nullptr;
   auto batch = p.rstore.record_ops(*rec);
   batch.push_back({write_op::put, table::queue, t.key, t.task_id});
   if (t.child)
     batch.push_back({write_op::put, table::children, req.parent_task + std::string(1, '\0') + t.task_id, {}});
-  {
+  if (t.child) {
+    // Top-level runs get their entry when they start (see take_startable).
     std::lock_guard<std::mutex> g{p.mtx};
-    int d = 0;
+    int d = 1;
     if (auto it = p.lineage.find(req.parent_task); it != p.lineage.end())
       d = it->second.first + 1;
     p.lineage[t.task_id] = {d, req.queue};
@@ -610,7 +627,7 @@ size_t task_service::revoke_all(const std::string& application, bool terminate) 
   {
     std::lock_guard<std::mutex> g{impl_->mtx};
     for (auto& [id, t] : impl_->pending)
-      if (application.empty() || (t.rec && t.rec->application == application))
+      if (application.empty() || t.application == application)
         ids.push_back(id);
     for (auto& id : impl_->running_ids)
       ids.push_back(id);
@@ -702,6 +719,7 @@ caf::expected<size_t> task_service::recover() {
     prefix.push_back('\0');
     fixes.push_back({write_op::erase_prefix, table::step_state, prefix, {}});
     fixes.push_back({write_op::erase_prefix, table::step_logs, prefix, {}});
+    t.application = r.application;
     t.rec = std::make_shared<run_record>(std::move(r));
     tickets.push_back(std::move(t));
     ++n;
