@@ -3,7 +3,10 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <future>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -95,34 +98,46 @@ size_t count_keys(const kv_store& s, table t) {
 
 using keys = std::vector<std::string>;
 
-/// Holds the LMDB writer thread inside a write callback until open(), so that
-/// every batch queued meanwhile lands in the next group.
+/// Holds the LMDB writer before its next commit while closed, so that every
+/// batch queued meanwhile lands in one group. install() goes into the store's
+/// options; close() returns once the writer is held.
 class writer_gate {
 public:
-  explicit writer_gate(kv_store& s) {
-    std::promise<void> entered;
-    auto entered_f = entered.get_future();
-    auto released = released_.get_future().share();
-    s.write_async({}, [&entered, released](caf::error) {
-      entered.set_value();
-      released.wait();
-    });
-    entered_f.wait();
+  store_options install(store_options opts) {
+    opts.before_commit = [st = state_] {
+      std::unique_lock lock(st->m);
+      st->inside = true;
+      st->cv.notify_all();
+      st->cv.wait(lock, [&] { return !st->closed; });
+      st->inside = false;
+    };
+    return opts;
   }
-  ~writer_gate() { open(); }
-  writer_gate(const writer_gate&) = delete;
-  writer_gate& operator=(const writer_gate&) = delete;
-
-  void open() {
-    if (!opened_) {
-      opened_ = true;
-      released_.set_value();
+  void close(kv_store& s) {
+    {
+      std::lock_guard lock(state_->m);
+      state_->closed = true;
     }
+    s.write_async({}, nullptr); // the writer takes it and stops at the gate
+    std::unique_lock lock(state_->m);
+    state_->cv.wait(lock, [&] { return state_->inside; });
+  }
+  void open() {
+    {
+      std::lock_guard lock(state_->m);
+      state_->closed = false;
+    }
+    state_->cv.notify_all();
   }
 
 private:
-  std::promise<void> released_;
-  bool opened_ = false;
+  struct state {
+    std::mutex m;
+    std::condition_variable cv;
+    bool closed = false;
+    bool inside = false;
+  };
+  std::shared_ptr<state> state_ = std::make_shared<state>();
 };
 
 } // namespace
@@ -459,12 +474,13 @@ TEST_CASE("opening an LMDB store where a file is in the way fails with a store e
 
 TEST_CASE("batches queued during a commit are committed together") {
   temp_dir dir;
-  auto s = open_store(small_lmdb(dir));
+  writer_gate gate;
+  auto s = open_store(gate.install(small_lmdb(dir)));
   auto before = s->stats();
   std::atomic<int> fired{0};
   std::atomic<int> failed{0};
   {
-    writer_gate gate(*s);
+    gate.close(*s);
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t)
       threads.emplace_back([&, t] {
@@ -493,12 +509,49 @@ TEST_CASE("batches queued during a commit are committed together") {
   CHECK(commits <= 3);
 }
 
-TEST_CASE("a failing batch in a group fails alone") {
+TEST_CASE("a slow write callback does not hold up later commits, and callbacks keep commit order") {
   temp_dir dir;
   auto s = open_store(small_lmdb(dir));
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::vector<int> order;
+  std::mutex order_mtx;
+  std::promise<void> entered;
+  s->write_async({put_op(table::meta, "first", "1")}, [&, released](caf::error) {
+    entered.set_value();
+    released.wait();
+    std::lock_guard g{order_mtx};
+    order.push_back(1);
+  });
+  entered.get_future().wait(); // the first group is committed and its callback is held
+  std::promise<void> second_done;
+  s->write_async({put_op(table::meta, "second", "2")}, [&](caf::error) {
+    {
+      std::lock_guard g{order_mtx};
+      order.push_back(2);
+    }
+    second_done.set_value();
+  });
+  // The second batch is committed (readable) while the first callback waits.
+  bool visible = false;
+  for (int i = 0; i < 500 && !visible; ++i) {
+    visible = get(*s, table::meta, "second") == "2";
+    if (!visible)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(visible);
+  release.set_value();
+  second_done.get_future().wait();
+  CHECK(order == std::vector<int>{1, 2});
+}
+
+TEST_CASE("a failing batch in a group fails alone") {
+  temp_dir dir;
+  writer_gate gate;
+  auto s = open_store(gate.install(small_lmdb(dir)));
   std::vector<caf::error> results(3, make_error(errc::internal, "callback did not run"));
   {
-    writer_gate gate(*s);
+    gate.close(*s);
     s->write_async({put_op(table::meta, "a", "1")}, [&](caf::error e) { results[0] = e; });
     s->write_async({put_op(table::meta, "b", "2"), put_op(table::meta, std::string(512, 'k'), "")},
                    [&](caf::error e) { results[1] = e; });

@@ -88,8 +88,9 @@ public:
   /// Applies `batch` in one durable transaction; returns after the commit.
   virtual caf::error write(write_batch batch) = 0;
 
-  /// Queues `batch`; `done` runs on the writer thread once the transaction
-  /// holding it committed (or failed). Batches queued while a commit is in
+  /// Queues `batch`; `done` runs on the store's completion thread (in commit
+  /// order; keep it short) once the transaction holding it committed (or
+  /// failed). Batches queued while a commit is in
   /// progress are committed together (group commit). A failing batch fails
   /// alone: the others of the group are retried without it.
   virtual void write_async(write_batch batch, std::function<void(caf::error)> done) = 0;
@@ -106,6 +107,9 @@ struct store_options {
   uint64_t initial_map_size = 256ull << 20;
   /// fsync on every commit (durability). Tests may turn it off. Default: true.
   bool sync = true;
+  /// Called on the writer thread before each group's transaction begins
+  /// (tests hold the writer with it to build a group). Default: none.
+  std::function<void()> before_commit;
 };
 
 caf::expected<std::unique_ptr<kv_store>> open_lmdb_store(const store_options& opts);

@@ -7,8 +7,9 @@
 //   call.
 // - One writer thread owns every write transaction. write_async queues the
 //   batch; the writer drains the whole queue, applies every queued batch in
-//   one transaction and commits once (group commit), then runs the callbacks
-//   in queue order. A batch that fails is dropped and the group retried
+//   one transaction and commits once (group commit), then hands the group to
+//   a completion thread, which runs the callbacks in queue (= commit) order
+//   while the writer commits the next group. A batch that fails is dropped and the group retried
 //   without it, so it fails alone. write() is write_async + wait.
 // - When the map fills up (MDB_MAP_FULL) the writer aborts, doubles the map
 //   and retries. mdb_env_set_mapsize needs every transaction of the process
@@ -19,8 +20,8 @@
 //   scan holds.
 // - Consequences for callers: a scan callback must not wait for a write to
 //   commit (write() called there fails with errc::internal instead of
-//   risking a deadlock; write_async is fine), and write() called on the
-//   writer thread (from a write callback) fails the same way.
+//   risking a deadlock; write_async is fine), and write() called from a write
+//   callback (on the writer or completion thread) fails the same way.
 // - Keys are 1..511 bytes (LMDB's MDB_MAXKEYSIZE); other keys given to get,
 //   put or erase fail with errc::invalid_argument.
 #include "stepflow/runtime/kv_store.hpp"
@@ -35,6 +36,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <future>
 #include <mutex>
@@ -104,15 +106,36 @@ struct pending_write {
   std::function<void(caf::error)> done;
 };
 
+/// A committed (or failed) group on its way to the completion thread.
+struct finished_group {
+  std::vector<pending_write> group;
+  std::vector<caf::error> results;
+};
+
 class lmdb_store final : public kv_store {
 public:
-  lmdb_store(MDB_env* env, const std::array<MDB_dbi, table_count>& dbis)
-    : env_(env), dbis_(dbis) {
+  lmdb_store(MDB_env* env, const std::array<MDB_dbi, table_count>& dbis,
+             std::function<void()> before_commit)
+    : env_(env), dbis_(dbis), before_commit_(std::move(before_commit)) {
     map_size_ = current_map_size();
-    writer_ = std::thread([this] {
-      name_this_thread("sf-store");
-      run_writer();
+    completer_ = std::thread([this] {
+      name_this_thread("sf-store-done");
+      run_completer();
     });
+    try {
+      writer_ = std::thread([this] {
+        name_this_thread("sf-store");
+        run_writer();
+      });
+    } catch (...) {
+      {
+        std::lock_guard lock(done_mutex_);
+        writer_done_ = true;
+      }
+      done_cv_.notify_one();
+      completer_.join();
+      throw;
+    }
   }
 
   ~lmdb_store() override {
@@ -122,6 +145,7 @@ public:
     }
     queue_cv_.notify_one();
     writer_.join(); // drains and commits everything queued
+    completer_.join(); // then runs the last callbacks
     mdb_env_close(env_);
   }
 
@@ -183,10 +207,10 @@ public:
   }
 
   caf::error write(write_batch batch) override {
-    if (std::this_thread::get_id() == writer_.get_id())
+    if (std::this_thread::get_id() == writer_.get_id()
+        || std::this_thread::get_id() == completer_.get_id())
       return make_error(errc::internal,
-                        "kv_store::write called on the store's writer thread "
-                        "(from a write callback); use write_async");
+                        "kv_store::write called from a write callback; use write_async");
     if (std::find(reading.begin(), reading.end(), this) != reading.end())
       return make_error(errc::internal,
                         "kv_store::write called inside a scan callback; use write_async");
@@ -322,29 +346,57 @@ private:
   // -- writer thread ----------------------------------------------------------
 
   void run_writer() {
-    std::vector<pending_write> group;
     for (;;) {
+      finished_group fin;
       {
         std::unique_lock lock(queue_mutex_);
         queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
         if (queue_.empty())
-          return; // stopping and drained
-        group.swap(queue_);
+          break; // stopping and drained
+        fin.group.swap(queue_);
       }
-      std::vector<caf::error> results(group.size());
-      std::vector<size_t> idx(group.size());
+      if (before_commit_)
+        before_commit_();
+      fin.results.resize(fin.group.size());
+      std::vector<size_t> idx(fin.group.size());
       std::iota(idx.begin(), idx.end(), size_t{0});
-      commit_group(group, std::move(idx), results);
-      for (size_t i = 0; i < group.size(); ++i) {
-        if (!group[i].done)
-          continue;
-        try {
-          group[i].done(std::move(results[i]));
-        } catch (...) {
-          // A throwing callback must not take the writer thread down.
-        }
+      commit_group(fin.group, std::move(idx), fin.results);
+      // Callbacks run on the completion thread, so the next group can be
+      // committed meanwhile.
+      {
+        std::lock_guard lock(done_mutex_);
+        done_.push_back(std::move(fin));
       }
-      group.clear();
+      done_cv_.notify_one();
+    }
+    {
+      std::lock_guard lock(done_mutex_);
+      writer_done_ = true;
+    }
+    done_cv_.notify_one();
+  }
+
+  void run_completer() {
+    std::deque<finished_group> ready;
+    for (;;) {
+      {
+        std::unique_lock lock(done_mutex_);
+        done_cv_.wait(lock, [this] { return writer_done_ || !done_.empty(); });
+        if (done_.empty())
+          return; // the writer ended and everything was answered
+        ready.swap(done_);
+      }
+      for (auto& fin : ready)
+        for (size_t i = 0; i < fin.group.size(); ++i) {
+          if (!fin.group[i].done)
+            continue;
+          try {
+            fin.group[i].done(std::move(fin.results[i]));
+          } catch (...) {
+            // A throwing callback must not take the completion thread down.
+          }
+        }
+      ready.clear();
     }
   }
 
@@ -507,12 +559,18 @@ private:
 
   MDB_env* env_;
   std::array<MDB_dbi, table_count> dbis_;
+  std::function<void()> before_commit_;
   mutable rw_lock map_lock_;
 
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
   std::vector<pending_write> queue_;
   bool stopping_ = false;
+  std::mutex done_mutex_;
+  std::condition_variable done_cv_;
+  std::deque<finished_group> done_; ///< committed groups whose callbacks are due
+  bool writer_done_ = false;
+  std::thread completer_; ///< runs the callbacks, in commit order
   std::thread writer_;
 
   mutable std::atomic<uint64_t> map_size_{0};
@@ -580,7 +638,7 @@ caf::expected<std::unique_ptr<kv_store>> open_lmdb_store(const store_options& op
       return mdb_error("committing the set-up transaction", rc);
   }
   try {
-    auto store = std::make_unique<lmdb_store>(env, dbis);
+    auto store = std::make_unique<lmdb_store>(env, dbis, opts.before_commit);
     guard.env = nullptr; // owned by the store now
     return std::unique_ptr<kv_store>{std::move(store)};
   } catch (const std::exception& e) {
