@@ -31,7 +31,7 @@ need_tools
 start_server --queue-workers default=0 --max-queue-depth 5000000 --http-threads "$http_threads" $sync_flag
 out=$bench_tmp/wrk.txt
 AUTH=$bench_auth APP=integration_template \
-  wrk -t1 -c"$conns" -d"$duration" --latency -s "$bench_src/bench/ingest_post.lua" \
+  wrk -t1 -c"$conns" -d"$duration" --latency -s "${INGEST_LUA:-$bench_src/bench/ingest_post.lua}" \
   "http://127.0.0.1:$bench_port/api/v1/applications/run" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
 secs=$(sed -n 's/.* requests in \([0-9.]*\)\(m\?s\).*/\1 \2/p' "$out" | awk '{print ($2=="ms") ? $1/1000 : $1}')
 requests=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$out")
