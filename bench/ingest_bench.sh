@@ -5,6 +5,7 @@
 # never started), so only HTTP + validation + the LMDB group commit are measured.
 #
 #   bench/ingest_bench.sh [--no-sync] [--conns N] [--duration 10s] [--http-threads N]
+#   (INGEST_LUA=FILE: another wrk script instead of bench/ingest_post.lua)
 #
 # Prints one line:
 #   bench=ingest conns=64 accepted_per_s=... p50_ms=... p99_ms=... non2xx=... durable=1
