@@ -563,6 +563,40 @@ TEST_CASE("a run on a queue without workers stays pending until revoked") {
         == 404);
 }
 
+TEST_CASE("runs waiting for a queue's only worker start by priority, each with its own params") {
+  upstream up;
+  up.rec->slow_ms = 30000; // holds the worker until revoked below
+  server_process srv({"--queue-workers", "one=1"});
+  srv.put_app(simple_app);
+  srv.put_app(fmt::format(R"({{
+    "name": "api_hold",
+    "steps": [{{"name": "Hold", "file": "QueryREST", "prefix_url": "{}", "relative_url": "slow"}}]}})",
+                          up.server.url()));
+  auto hold = srv.run(json::object{{"name", "api_hold"}, {"queue", "one"}});
+  srv.task_until(hold, [](const json::value& t) { return status_of(t) == "running"; });
+  // Queued behind it: they keep only their queue entry until the worker is free.
+  auto a = srv.run(json::object{{"name", "api_simple"}, {"queue", "one"},
+                                {"params", json::object{{"who", "a"}}}});
+  auto b = srv.run(json::object{{"name", "api_simple"}, {"queue", "one"}, {"priority", 5},
+                                {"params", json::object{{"who", "b"}}}});
+  auto c = srv.run(json::object{{"name", "api_simple"}, {"queue", "one"},
+                                {"params", json::object{{"who", "c"}}}});
+  CHECK(status_of(srv.get("/tasks/" + a).json()) == "pending");
+  REQUIRE(srv.post("/tasks/" + hold + "/revoke", std::string(R"({"terminate": true})")).status == 200);
+  std::map<std::string, int64_t> started;
+  for (auto [id, who] : {std::pair{a, "a"}, std::pair{b, "b"}, std::pair{c, "c"}}) {
+    auto t = srv.finished(id);
+    INFO("task: " << to_json(t));
+    CHECK(status_of(t) == "success");
+    CHECK(step_json(t, "Make").at("data") == json::value(json::object{{"greeting", fmt::format("hello {}", who)}}));
+    CHECK(t.at("attempt") == json::value(1));
+    started[who] = t.at("started_ns").as_int64();
+  }
+  CHECK(status_of(srv.finished(hold)) == "revoked");
+  CHECK(started["b"] < started["a"]); // priority 5 first
+  CHECK(started["a"] < started["c"]); // then arrival order
+}
+
 TEST_CASE("revoking a running task with terminate stops it without waiting for the step") {
   upstream up;
   up.rec->slow_ms = 5000;
