@@ -98,6 +98,26 @@ size_t count_keys(const kv_store& s, table t) {
 
 using keys = std::vector<std::string>;
 
+/// `threads` threads each queue `per_thread` puts into table::runs (keys
+/// be32(0 .. threads * per_thread - 1)); every answer counts in `answered`,
+/// failed ones also in `failed`. Returns once all are queued.
+void write_from_threads(kv_store& s, int threads, int per_thread, std::atomic<int>& answered,
+                        std::atomic<int>& failed) {
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i)
+        s.write_async({put_op(table::runs, be32(static_cast<uint32_t>(t * per_thread + i)), "v")},
+                      [&](caf::error e) {
+                        if (e)
+                          ++failed;
+                        ++answered;
+                      });
+    });
+  for (auto& t : pool)
+    t.join();
+}
+
 /// Holds the LMDB writer before its next commit while closed, so that every
 /// batch queued meanwhile lands in one group. install() goes into the store's
 /// options; close() returns once the writer is held.
@@ -481,19 +501,7 @@ TEST_CASE("batches queued during a commit are committed together") {
   std::atomic<int> failed{0};
   {
     gate.close(*s);
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 4; ++t)
-      threads.emplace_back([&, t] {
-        for (int i = 0; i < 250; ++i)
-          s->write_async({put_op(table::runs, be32(static_cast<uint32_t>(t * 250 + i)), "v")},
-                         [&](caf::error e) {
-                           if (e)
-                             ++failed;
-                           ++fired;
-                         });
-      });
-    for (auto& t : threads)
-      t.join();
+    write_from_threads(*s, 4, 250, fired, failed);
     CHECK(fired == 0); // the writer is still held
     gate.open();
   }
@@ -587,19 +595,7 @@ TEST_CASE("durable mode answers every write, alone or in a stream, and keeps it 
     put(*s, table::meta, "alone", "1"); // nothing follows it: the explicit sync answers it
     CHECK(get(*s, table::meta, "alone") == "1");
     std::atomic<int> answered{0}, failed{0};
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 2; ++t)
-      threads.emplace_back([&, t] {
-        for (int i = 0; i < 300; ++i)
-          s->write_async({put_op(table::runs, be32(static_cast<uint32_t>(t * 300 + i)), "v")},
-                         [&](caf::error e) {
-                           if (e)
-                             ++failed;
-                           ++answered;
-                         });
-      });
-    for (auto& t : threads)
-      t.join();
+    write_from_threads(*s, 2, 300, answered, failed);
     for (int i = 0; i < 500 && answered < 600; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     CHECK(answered == 600); // the last group too, with nothing after it
