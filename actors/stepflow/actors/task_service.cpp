@@ -191,6 +191,8 @@ struct task_service::impl {
 
   void enqueue(ticket t) {
     std::vector<ticket> go;
+    std::shared_ptr<run_plan> drop_plan; // freed after the lock is released
+    std::shared_ptr<run_record> drop_rec;
     {
       std::lock_guard<std::mutex> g{mtx};
       auto q = t.queue;
@@ -207,8 +209,8 @@ struct task_service::impl {
         go = take_startable(q);
         // Still waiting: hold only the queue entry until a worker is free.
         if (auto w = pending.find(id); fresh && w != pending.end() && !w->second.adhoc) {
-          w->second.plan.reset();
-          w->second.rec.reset();
+          drop_plan = std::move(w->second.plan);
+          drop_rec = std::move(w->second.rec);
         }
       }
     }
