@@ -26,6 +26,7 @@
 #include <fmt/format.h>
 
 #include "stepflow/runtime/json.hpp"
+#include "stepflow/runtime/histogram.hpp"
 #include "support/http_test_server.hpp"
 #include "support/server_process.hpp"
 #include "support/temp_dir.hpp"
@@ -326,6 +327,16 @@ TEST_CASE("only the status endpoint answers without credentials") {
     CHECK(!r.header("WWW-Authenticate").empty());
     CHECK(contains(lower(r.header("WWW-Authenticate")), "basic"));
   }
+  // The store's and the HTTP server's own timings: the 8 requests above are
+  // counted (the last one's count may land just after its answer was sent).
+  auto timings = http("GET", srv.url("/status"), std::nullopt, std::nullopt).json();
+  uint64_t answered = 0;
+  for (auto& kv : timings.at("http").at("latency_ms_histogram").as_object())
+    answered += kv.value().to_number<uint64_t>();
+  CHECK(answered >= 7);
+  CHECK(timings.at("store").at("commit_ms_histogram").as_object().size()
+        == duration_buckets_ms.size());
+  CHECK(timings.at("store").at("commit_ms").at("window") == json::value(1024));
   auto run = http("POST", srv.url("/applications/run"), R"({"name": "api_simple"})", std::nullopt);
   CHECK(run.status == 401);
   CHECK(!run.header("WWW-Authenticate").empty());

@@ -742,7 +742,6 @@ void rest_api::handle(std::shared_ptr<const http_request_data> reqp, http_respon
       std::string from = until ? be64(static_cast<uint64_t>(*until)) + std::string(64, '\xff') : "";
       auto& store = svc.store();
       json::array out;
-      caf::error perr;
       auto err = store.scan(table::runs_by_time, {}, from, true, [&](std::string_view k, std::string_view) {
         auto created = static_cast<int64_t>(read_be64(k));
         if (since && created < *since)

@@ -219,11 +219,12 @@ int run_server(const serve_options& o, const cli_environment& env) {
   std::atomic<const http_server*> http_ptr{nullptr}; // set once the server runs
   actx.health = [store_ptr, &eng, &env, &http_ptr]() {
     auto st = store_ptr->stats();
-    json::object histogram;
-    for (size_t b = 0; b < st.commit_histogram.size(); ++b) {
-      auto limit = store_stats::commit_buckets_ms[b];
-      histogram[limit ? fmt::format("le_{}", limit) : std::string("more")] = st.commit_histogram[b];
-    }
+    auto histogram = [](const duration_counts& counts) {
+      json::object o;
+      for (size_t b = 0; b < counts.size(); ++b)
+        o[duration_bucket_name(b)] = counts[b];
+      return o;
+    };
     json::object out{{"store", json::object{{"status", "ok"},
                                             {"map_size", st.map_size},
                                             {"commits", st.commits},
@@ -234,18 +235,12 @@ int run_server(const serve_options& o, const cli_environment& env) {
                                               {"max", static_cast<double>(st.commit_us_max) / 1000},
                                               {"window", store_stats::commit_window}}},
                                             {"slow_commits", st.slow_commits},
-                                            {"commit_ms_histogram", std::move(histogram)},
+                                            {"commit_ms_histogram", histogram(st.commit_histogram)},
                                             {"map_resizes", st.map_resizes}}},
                      {"engine", json::object{{"active_runs", eng->active_runs()}}}};
     if (const auto* hs = http_ptr.load()) {
-      json::object lat;
-      auto h = hs->latency_histogram();
-      for (size_t b = 0; b < h.size(); ++b) {
-        auto limit = http_server::latency_buckets_ms[b];
-        lat[limit ? fmt::format("le_{}", limit) : std::string("more")] = h[b];
-      }
       out["http"] = json::object{{"requests", hs->requests()},
-                                 {"latency_ms_histogram", std::move(lat)}};
+                                 {"latency_ms_histogram", histogram(hs->latency_histogram())}};
     }
     if (env.connector_status)
       for (auto& kv : env.connector_status())

@@ -104,7 +104,7 @@ struct http_server::impl {
   tcp::acceptor acceptor{ioc};
   std::vector<std::thread> threads;
   std::atomic<uint64_t> answered{0};
-  std::array<std::atomic<uint64_t>, http_server::latency_buckets_ms.size()> latency{};
+  duration_histogram latency;
   std::atomic<bool> stopping{false};
   std::atomic<int64_t> in_flight{0};
   std::mutex mtx;
@@ -123,12 +123,8 @@ struct http_server::impl {
     sessions.erase(s);
   }
   void request_done(std::chrono::steady_clock::time_point read_at) {
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                std::chrono::steady_clock::now() - read_at).count();
-    size_t b = 0;
-    while (b + 1 < latency.size() && us > int64_t{http_server::latency_buckets_ms[b]} * 1000)
-      ++b;
-    latency[b].fetch_add(1, std::memory_order_relaxed);
+    latency.record(std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - read_at));
     ++answered;
     if (--in_flight == 0) {
       std::lock_guard<std::mutex> guard{mtx};
@@ -193,12 +189,12 @@ private:
   }
 
   void on_read(beast::error_code ec, size_t) {
+    read_at_ = std::chrono::steady_clock::now();
     if (ec == bhttp::error::end_of_stream)
       return shutdown();
     if (ec == bhttp::error::body_limit) {
       keep_alive_ = false;
       ++srv_->in_flight;
-      read_at_ = std::chrono::steady_clock::now();
       busy_ = true;
       return write(error_reply(413, fmt::format("request body larger than {} bytes",
                                                 srv_->opts.max_body_bytes)));
@@ -207,7 +203,6 @@ private:
       if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
         keep_alive_ = false;
         ++srv_->in_flight;
-        read_at_ = std::chrono::steady_clock::now();
         busy_ = true;
         return write(error_reply(400, "malformed HTTP request"));
       }
@@ -236,7 +231,6 @@ private:
     keep_alive_ = req.keep_alive();
     beast::get_lowest_layer(stream_).expires_never();
     ++srv_->in_flight;
-    read_at_ = std::chrono::steady_clock::now();
     busy_ = true;
     auto once = std::make_shared<std::atomic<bool>>(false);
     auto self = this->shared_from_this();
@@ -403,11 +397,8 @@ uint64_t http_server::requests() const noexcept {
   return impl_->answered.load();
 }
 
-std::array<uint64_t, 10> http_server::latency_histogram() const noexcept {
-  std::array<uint64_t, 10> out{};
-  for (size_t b = 0; b < out.size(); ++b)
-    out[b] = impl_->latency[b].load(std::memory_order_relaxed);
-  return out;
+duration_counts http_server::latency_histogram() const noexcept {
+  return impl_->latency.counts();
 }
 
 void http_server::stop(std::chrono::milliseconds grace) {

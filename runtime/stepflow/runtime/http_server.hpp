@@ -5,7 +5,6 @@
 // hands it to the handler, and writes the reply when the handler answers
 // through its responder, from any thread. Keep-alive, bounded request size
 // (413), read timeouts, optional TLS, graceful stop. Thread-safe.
-#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "stepflow/runtime/errc.hpp"
+#include "stepflow/runtime/histogram.hpp"
 
 namespace stepflow {
 
@@ -85,11 +85,9 @@ public:
   /// Requests answered so far.
   uint64_t requests() const noexcept;
 
-  /// Answered requests by time from the last byte read to the last byte
-  /// written: latency_histogram()[i] counts those up to latency_buckets_ms[i]
-  /// milliseconds (the last bucket, 0, counts the rest).
-  static constexpr std::array<uint32_t, 10> latency_buckets_ms{1, 2, 5, 10, 20, 50, 100, 200, 500, 0};
-  std::array<uint64_t, 10> latency_histogram() const noexcept;
+  /// Answered requests by time from the request read to the answer written
+  /// (see histogram.hpp).
+  duration_counts latency_histogram() const noexcept;
 
   struct impl;
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "stepflow/runtime/errc.hpp"
+#include "stepflow/runtime/histogram.hpp"
 
 namespace stepflow {
 
@@ -65,10 +66,8 @@ struct store_stats {
   uint64_t commit_us_max = 0;
   /// Commits since start that took longer than 10 ms (a slow or busy disk).
   uint64_t slow_commits = 0;
-  /// Commits since start by duration: commit_buckets_ms[i] counts those up to
-  /// that many milliseconds (the last bucket, 0, counts the rest).
-  static constexpr std::array<uint32_t, 10> commit_buckets_ms{1, 2, 5, 10, 20, 50, 100, 200, 500, 0};
-  std::array<uint64_t, 10> commit_histogram{};
+  /// Commits since start by duration (see histogram.hpp).
+  duration_counts commit_histogram{};
 };
 
 class kv_store {

@@ -235,8 +235,7 @@ public:
     s.batches = batches_.load();
     s.map_resizes = map_resizes_.load();
     s.slow_commits = slow_commits_.load();
-    for (size_t b = 0; b < histogram_.size(); ++b)
-      s.commit_histogram[b] = histogram_[b].load();
+    s.commit_histogram = histogram_.counts();
     std::vector<uint32_t> recent;
     {
       std::lock_guard guard(timing_mutex_);
@@ -435,11 +434,7 @@ private:
                       std::chrono::steady_clock::now() - t0).count();
           if (us > 10'000)
             ++slow_commits_;
-          size_t b = 0;
-          while (b + 1 < store_stats::commit_buckets_ms.size()
-                 && us > int64_t{store_stats::commit_buckets_ms[b]} * 1000)
-            ++b;
-          ++histogram_[b];
+          histogram_.record(std::chrono::microseconds(us));
           std::lock_guard guard(timing_mutex_);
           commit_us_[commits_seen_++ % commit_us_.size()] =
             static_cast<uint32_t>(std::min<int64_t>(us, UINT32_MAX));
@@ -576,7 +571,7 @@ private:
   mutable std::atomic<uint64_t> map_size_{0};
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> slow_commits_{0};
-  std::array<std::atomic<uint64_t>, store_stats::commit_buckets_ms.size()> histogram_{};
+  duration_histogram histogram_; ///< every commit since start
   mutable std::mutex timing_mutex_;
   std::array<uint32_t, store_stats::commit_window> commit_us_{}; ///< ring of commit times
   size_t commits_seen_ = 0;

@@ -195,7 +195,9 @@ void append_int_unless(std::string& out, std::string_view key, int64_t v, int64_
   }
 }
 
-std::string stored_record(const run_record& r) {
+} // namespace
+
+std::string stored_run_json(const run_record& r) {
   std::string out;
   out.reserve(256 + 64 * r.steps.size());
   out += "{\"task_id\":";
@@ -242,11 +244,6 @@ std::string stored_record(const run_record& r) {
   return out;
 }
 
-} // namespace
-
-std::string stored_run_json(const run_record& r) {
-  return stored_record(r);
-}
 
 caf::expected<run_record> parse_stored_run(std::string_view raw) {
   auto doc = parse_json(raw, "run record");
@@ -257,7 +254,7 @@ caf::expected<run_record> parse_stored_run(std::string_view raw) {
 
 write_batch run_store::record_ops(const run_record& r) const {
   write_batch b;
-  b.push_back({write_op::put, table::runs, r.task_id, stored_record(r)});
+  b.push_back({write_op::put, table::runs, r.task_id, stored_run_json(r)});
   b.push_back({write_op::put, table::runs_by_time, be64(static_cast<uint64_t>(r.created_ns)) + r.task_id, {}});
   return b;
 }
