@@ -30,21 +30,8 @@ using stepflow::test::test_response;
 
 namespace {
 
-struct fixture : test::step_fixture {
-  explicit fixture(connectors::sl1_connector_options o = fast()) {
-    REQUIRE_FALSE(connectors::add_sl1_steps(registry, o));
-  }
-  static connectors::sl1_connector_options fast() {
-    connectors::sl1_connector_options o;
-    o.retry_base_delay_ms = 5; // keep retried tests quick
-    return o;
-  }
-};
-
-json::object& obj(json::value& v) {
-  REQUIRE(v.is_object());
-  return v.as_object();
-}
+using fixture = test::connector_fixture<connectors::sl1_connector_options, connectors::add_sl1_steps>;
+using stepflow::test::obj;
 
 } // namespace
 

@@ -71,6 +71,12 @@ step_outcome step_fixture::run(const char* type, json::object params,
   return run_step(s, std::move(ctx));
 }
 
+json::object& obj(json::value& v) {
+  if (!v.is_object())
+    throw std::runtime_error("expected a JSON object, got " + to_json(v));
+  return v.as_object();
+}
+
 bool logged(const std::shared_ptr<step_context>& ctx, const std::string& needle) {
   bool found = false;
   for (auto& line : ctx->take_logs())

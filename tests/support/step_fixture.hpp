@@ -9,6 +9,7 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "stepflow/runtime/http_client.hpp"
@@ -61,6 +62,24 @@ struct step_fixture {
                    std::shared_ptr<step_context>* keep = nullptr,
                    std::string step_name = "step");
 };
+
+/// A step_fixture with one connector's steps registered by `add` (e.g.
+/// connectors::add_sl1_steps) from `Options`; fast() sets quick retries.
+template <class Options, caf::error (*add)(step_registry&, const Options&)>
+struct connector_fixture : step_fixture {
+  explicit connector_fixture(Options o = fast()) {
+    if (auto err = add(registry, o))
+      throw std::runtime_error("adding the connector's steps failed: " + message_of(err));
+  }
+  static Options fast() {
+    Options o;
+    o.retry_base_delay_ms = 5; // keep retried tests quick
+    return o;
+  }
+};
+
+/// The object inside `v`; throws when `v` is not an object.
+json::object& obj(json::value& v);
 
 /// Whether a log line of `ctx` contains `needle`; takes the lines.
 bool logged(const std::shared_ptr<step_context>& ctx, const std::string& needle);
