@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
 #include "stepflow/runtime/clock.hpp"
@@ -214,7 +215,7 @@ std::string stored_run_json(const run_record& r) {
   append_int_unless(out, "priority", r.priority, 0);
   if (!r.params.empty()) {
     append_key(out, "params");
-    out += to_json(json::value(r.params));
+    out += json::serialize(r.params); // no copy into a value first
   }
   append_int_unless(out, "created_ns", r.created_ns, 0);
   append_int_unless(out, "started_ns", r.started_ns, 0);
